@@ -1,0 +1,70 @@
+import type { Channel } from '../events';
+
+/** One order waiting to be sent to Matomo, kept in the store until Matomo accepted it. */
+export interface OutboxItem {
+  /** One order is one item: the order id, so that enqueueing twice is impossible. */
+  id: string;
+  orderId: string;
+  /** The Tracking API query string, without `token_auth`, `cdt` and `r` (added at send time). */
+  query: string;
+  /** When the paid callback arrived (ms): becomes `cdt`. */
+  enqueuedAt: number;
+  /** Sending attempts made so far. */
+  attempts: number;
+  /** Not to be sent before this time (ms). */
+  nextAttemptAt: number;
+}
+
+export interface SettlePaidResult {
+  /** The order was already marked paid by an earlier notification. */
+  alreadyPaid: boolean;
+  /** Which channel holds the tracking claim after this step (`null`: nobody). */
+  tracking: Channel | null;
+  /** This step claimed the order for the server and put it in the outbox. */
+  enqueued: boolean;
+}
+
+/**
+ * The atomic operations "first event wins" needs (DESIGN §3). Keyv cannot do
+ * set-if-absent, so each backend implements them natively: a synchronous Map in
+ * memory, `SET NX PX` and Lua scripts in Redis. Keys are relative: the store
+ * prefixes them with its site namespace.
+ */
+export interface ClaimStore {
+  readonly kind: 'memory' | 'redis';
+  /** Sets `key` to `owner` for `ttlMs` unless it exists. `true` when this call set it. */
+  claim(key: string, owner: string, ttlMs: number): Promise<boolean>;
+  get(key: string): Promise<string | null>;
+  set(key: string, value: string, ttlMs: number): Promise<void>;
+  /** Deletes `key` only while it still holds `owner` (releasing a lock we own). */
+  release(key: string, owner: string): Promise<boolean>;
+  /**
+   * In one atomic step: mark the order paid; unless it was already paid and when
+   * `item` is given, claim tracking for the server if nobody holds it and enqueue `item`.
+   */
+  settlePaid(orderId: string, item: OutboxItem | null, ttlMs: number): Promise<SettlePaidResult>;
+  readonly outbox: {
+    /** Matomo accepted the item: forget it. */
+    complete(id: string): Promise<void>;
+    /** Store the item's new attempt count and due time. */
+    reschedule(item: OutboxItem): Promise<void>;
+    /** Items due at `now`, oldest due first. */
+    due(now: number, limit: number): Promise<OutboxItem[]>;
+    /** Items waiting, due or not. */
+    depth(): Promise<number>;
+  };
+  /** Releases what the store itself opened (never the shop's own Redis client). */
+  close(): Promise<void>;
+}
+
+/** Relative key names, in one place so both backends agree. */
+export const keys = {
+  tracking: (orderId: string) => `track:${orderId}`,
+  paid: (orderId: string) => `paid:${orderId}`,
+  event: (eventKey: string) => `event:${eventKey}`,
+  orderLock: (orderId: string) => `lock:${orderId}`,
+  visitor: (orderId: string) => `visitor:${orderId}`,
+  checkoutSecret: () => 'checkout-secret',
+  outboxDue: () => 'outbox:due',
+  outboxItems: () => 'outbox:items',
+};

@@ -1,0 +1,171 @@
+import { StoreError } from '../errors';
+import type { Channel } from '../events';
+import { keys, type ClaimStore, type OutboxItem, type SettlePaidResult } from './claim-store';
+
+/** The part of a node-redis v5 client (single, cluster or sentinel) we use. */
+export interface RedisScriptClient {
+  eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
+}
+
+/** The part of `@keyv/redis`'s adapter we use: its client, connected on demand. */
+export interface KeyvRedisLike {
+  client: { isOpen?: boolean };
+  getClient(): Promise<unknown>;
+}
+
+// Every step is one script: Redis runs a script to completion before any other
+// command, so check-and-set across keys needs no lock ("do all the work on the
+// redis server", as rate-limit-redis puts it). Every key a script touches is
+// passed in KEYS and shares the site's hash tag, so Redis Cluster routes the
+// script to one slot.
+
+const CLAIM = `return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0`;
+
+const GET = `return redis.call('GET', KEYS[1])`;
+
+const SET = `redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1`;
+
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+// KEYS: paid, tracking, outbox due (zset), outbox items (hash)
+// ARGV: ttl ms, item id ('' = do not claim), item json, due score
+const SETTLE_PAID = `
+local newlyPaid = redis.call('SET', KEYS[1], 'paid', 'NX', 'PX', ARGV[1])
+local tracking = redis.call('GET', KEYS[2])
+local enqueued = 0
+if newlyPaid and ARGV[2] ~= '' and not tracking then
+  redis.call('SET', KEYS[2], 'server', 'PX', ARGV[1])
+  redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+  tracking = 'server'
+  enqueued = 1
+end
+return { newlyPaid and 0 or 1, tracking or '', enqueued }`;
+
+// KEYS: outbox due, outbox items. ARGV: id
+const COMPLETE = `redis.call('ZREM', KEYS[1], ARGV[1]) redis.call('HDEL', KEYS[2], ARGV[1]) return 1`;
+
+// KEYS: outbox due, outbox items. ARGV: id, json, score. Only items still queued are rescheduled.
+const RESCHEDULE = `
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1`;
+
+// KEYS: outbox due, outbox items. ARGV: now, limit
+const DUE = `
+local ids = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
+if #ids == 0 then return {} end
+return redis.call('HMGET', KEYS[2], unpack(ids))`;
+
+const DEPTH = `return redis.call('ZCARD', KEYS[1])`;
+
+/**
+ * Claim store on the shop's Redis, reusing the client of its `@keyv/redis` adapter.
+ * All keys live under `{mst:<siteId>}:`.
+ */
+export class RedisClaimStore implements ClaimStore {
+  readonly kind = 'redis';
+  private readonly prefix: string;
+  private client: Promise<RedisScriptClient> | null = null;
+
+  constructor(
+    private readonly adapter: KeyvRedisLike,
+    siteId: number,
+    private readonly timeoutMs: number,
+  ) {
+    this.prefix = `{mst:${siteId}}:`;
+  }
+
+  /** The full Redis key of a relative key, for tests and tooling. */
+  key(relative: string): string {
+    return this.prefix + relative;
+  }
+
+  async claim(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    return (await this.run(CLAIM, [key], [owner, String(ttlMs)])) === 1;
+  }
+
+  async get(key: string): Promise<string | null> {
+    const value = await this.run(GET, [key], []);
+    return typeof value === 'string' ? value : null;
+  }
+
+  async set(key: string, value: string, ttlMs: number): Promise<void> {
+    await this.run(SET, [key], [value, String(ttlMs)]);
+  }
+
+  async release(key: string, owner: string): Promise<boolean> {
+    return (await this.run(RELEASE, [key], [owner])) === 1;
+  }
+
+  async settlePaid(orderId: string, item: OutboxItem | null, ttlMs: number): Promise<SettlePaidResult> {
+    const reply = await this.run(
+      SETTLE_PAID,
+      [keys.paid(orderId), keys.tracking(orderId), keys.outboxDue(), keys.outboxItems()],
+      [String(ttlMs), item?.id ?? '', item ? JSON.stringify(item) : '', String(item?.nextAttemptAt ?? 0)],
+    );
+    const [alreadyPaid, tracking, enqueued] = reply as [number, string, number];
+    return {
+      alreadyPaid: alreadyPaid === 1,
+      tracking: tracking === '' ? null : (tracking as Channel),
+      enqueued: enqueued === 1,
+    };
+  }
+
+  readonly outbox = {
+    complete: async (id: string): Promise<void> => {
+      await this.run(COMPLETE, [keys.outboxDue(), keys.outboxItems()], [id]);
+    },
+    reschedule: async (item: OutboxItem): Promise<void> => {
+      await this.run(RESCHEDULE, [keys.outboxDue(), keys.outboxItems()], [item.id, JSON.stringify(item), String(item.nextAttemptAt)]);
+    },
+    due: async (now: number, limit: number): Promise<OutboxItem[]> => {
+      const reply = (await this.run(DUE, [keys.outboxDue(), keys.outboxItems()], [String(now), String(limit)])) as Array<string | null>;
+      return reply.filter((json): json is string => typeof json === 'string').map((json) => JSON.parse(json) as OutboxItem);
+    },
+    depth: async (): Promise<number> => Number(await this.run(DEPTH, [keys.outboxDue()], [])),
+  };
+
+  async close(): Promise<void> {
+    // The client belongs to the shop's Keyv: the shop disconnects it.
+    this.client = null;
+  }
+
+  private connect(): Promise<RedisScriptClient> {
+    // One connect attempt at a time: @keyv/redis's getClient() is not safe to call
+    // concurrently before the first connection is up.
+    this.client ??= this.adapter.getClient().then(
+      (client) => client as RedisScriptClient,
+      (error: unknown) => {
+        this.client = null;
+        throw error;
+      },
+    );
+    return this.client;
+  }
+
+  private async run(script: string, relativeKeys: string[], args: string[]): Promise<unknown> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new StoreError(`Redis did not answer within ${this.timeoutMs} ms (storeTimeoutMs)`)),
+        this.timeoutMs,
+      );
+    });
+    try {
+      const client = await Promise.race([this.connect(), deadline]);
+      return await Promise.race([
+        client.eval(script, { keys: relativeKeys.map((k) => this.prefix + k), arguments: args }),
+        deadline,
+      ]);
+    } catch (error) {
+      if (error instanceof StoreError) throw error;
+      throw new StoreError(`Redis failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

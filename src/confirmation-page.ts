@@ -1,0 +1,113 @@
+import type { NextFunction, Request, Response } from 'express';
+import type { CheckoutBinding } from './checkout-cookie';
+import { keys, type ClaimStore } from './claims';
+import type { ResolvedConfig } from './config';
+import { InvalidOrderError, MatomoTrackingError, StoreError } from './errors';
+import type { Emit } from './events';
+import { isValidOrderId } from './matomo/request';
+import { buildOrderSnippet } from './matomo/snippet';
+import type { Order } from './orders';
+
+/** What the confirmation page finds in `res.locals.matomo`. */
+export interface MatomoLocals {
+  /** True exactly once per order: this page view is the one that tracks it. */
+  trackOrder: boolean;
+  /** The order, when this browser is the buyer's; otherwise `null`. */
+  order: Order | null;
+  /** `<script>…</script>` with the matomo.js ecommerce calls when `trackOrder`, else `''`. */
+  script: string;
+  /** Binds this browser to `orderId` and stores the visitor context; call it after creating the order. */
+  captureCheckout(orderId: string): Promise<void>;
+}
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Locals {
+      matomo: MatomoLocals;
+    }
+  }
+}
+
+export interface ConfirmationHookDependencies {
+  store: ClaimStore;
+  binding: CheckoutBinding;
+  config: Pick<ResolvedConfig, 'orders' | 'isOwner' | 'retentionMs'>;
+  emit: Emit;
+}
+
+/**
+ * The `/store/cart/checkout/success?id=…` hook: decides whether this page view
+ * tracks the order, then always calls `next()` for the shop's own handler.
+ * Nothing here throws into the page. When the store fails, the page tracks
+ * (fail open): Matomo's unique order id is the backstop against a double count.
+ */
+export function createConfirmationHook(deps: ConfirmationHookDependencies) {
+  const { store, binding, config, emit } = deps;
+
+  async function isBuyer(req: Request, order: Order): Promise<boolean> {
+    if (await binding.owns(req, order.id)) return true;
+    if (!config.isOwner) return false;
+    try {
+      return (await config.isOwner(req, order)) === true;
+    } catch (error) {
+      report('ERR_MST_ORDER_REPOSITORY', error, order.id);
+      return false;
+    }
+  }
+
+  function report(code: 'ERR_MST_ORDER_REPOSITORY' | 'ERR_MST_STORE' | 'ERR_MST_ORDER_INVALID', error: unknown, orderId: string): void {
+    const wrapped = error instanceof MatomoTrackingError ? error : new MatomoTrackingError(code, error instanceof Error ? error.message : String(error), { cause: error });
+    emit('error', { code: wrapped.code, error: wrapped, orderId });
+  }
+
+  return async function matomoConfirmationPage(req: Request, res: Response, next: NextFunction): Promise<void> {
+    const locals = res.locals.matomo;
+    const orderId = req.query.id;
+    if (!isValidOrderId(orderId)) return next();
+
+    let order: Order | null;
+    try {
+      order = await config.orders.getOrder(orderId);
+    } catch (error) {
+      report('ERR_MST_ORDER_REPOSITORY', error, orderId);
+      return next();
+    }
+    if (!order) {
+      emit('order:skipped', { orderId, channel: 'client', reason: 'unknown-order' });
+      return next();
+    }
+
+    let script: string;
+    try {
+      script = buildOrderSnippet(order, { nonce: typeof res.locals.cspNonce === 'string' ? res.locals.cspNonce : undefined });
+    } catch (error) {
+      report('ERR_MST_ORDER_INVALID', error instanceof InvalidOrderError ? error : new InvalidOrderError(String(error)), orderId);
+      emit('order:skipped', { orderId, channel: 'client', reason: 'invalid-order' });
+      return next();
+    }
+
+    let claimed: boolean;
+    try {
+      if (!(await isBuyer(req, order))) {
+        emit('order:skipped', { orderId, channel: 'client', reason: 'not-owner' });
+        return next();
+      }
+      locals.order = order;
+      claimed = await store.claim(keys.tracking(orderId), 'client', config.retentionMs);
+    } catch (error) {
+      report('ERR_MST_STORE', error instanceof StoreError ? error : new StoreError(String(error), { cause: error }), orderId);
+      locals.order = order;
+      claimed = true; // fail open
+    }
+
+    if (claimed) {
+      locals.trackOrder = true;
+      locals.script = script;
+      emit('order:tracked', { orderId, channel: 'client' });
+    } else {
+      emit('order:skipped', { orderId, channel: 'client', reason: 'already-tracked' });
+    }
+    next();
+  };
+}

@@ -1,0 +1,154 @@
+import { Router, type Request } from 'express';
+import { CheckoutBinding } from './checkout-cookie';
+import { createClaimStore } from './claims';
+import { resolveConfig, type MatomoServerTrackingOptions } from './config';
+import { createConfirmationHook } from './confirmation-page';
+import { InvalidOrderError, MatomoTrackingError } from './errors';
+import { createEmitter, type TrackingEventEmitter } from './events';
+import { Warnings } from './logger';
+import { createUndiciTransport, type MatomoTransport } from './matomo/client';
+import { Delivery } from './matomo/delivery';
+import { isValidOrderId } from './matomo/request';
+import { createCallbackRouter } from './payments/router';
+import { createSettler } from './payments/settle';
+import { captureVisitor, saveVisitor } from './visitor';
+
+export interface TrackingStats {
+  /** `'memory'` or `'redis'`. */
+  store: 'memory' | 'redis';
+  serverTracking: boolean;
+  /** Counted by this instance since it started. */
+  orders: { trackedByPage: number; trackedByServer: number; skipped: number };
+  payments: { confirmed: number; unconfirmed: number; ignored: number };
+  delivery: { inFlight: number; sent: number; retried: number; rejected: number; deferred: number };
+  /** Orders waiting in the (shared) outbox; `null` when the store could not be read. */
+  outboxDepth: number | null;
+  errors: number;
+}
+
+/** `app.use(tracking)`: an Express router with a few extra members. */
+export interface MatomoServerTracking extends Router {
+  /** Typed events: `order:tracked`, `order:skipped`, `payment:*`, `warning`, `error`. */
+  readonly events: TrackingEventEmitter;
+  /**
+   * Binds the buyer's browser to `orderId` (signed cookie) and stores its visitor context.
+   * Call it in the checkout handler after creating the order. Never throws: problems go to `events`.
+   */
+  captureCheckout(req: Request, orderId: string): Promise<void>;
+  stats(): Promise<TrackingStats>;
+  /**
+   * Stops taking callbacks (503, so gateways retry elsewhere), lets sends in flight finish
+   * until `timeoutMs`, then aborts them; unsent orders stay in the outbox. Default timeout: 10000 ms.
+   */
+  close(options?: { timeoutMs?: number }): Promise<void>;
+}
+
+/** Internal seams for tests: a scripted Matomo transport. */
+export interface InternalOverrides {
+  transport?: MatomoTransport;
+}
+
+/**
+ * Creates the middleware. Validates everything first and throws a `ConfigError`
+ * listing every problem: nothing is started when the options are wrong.
+ */
+export function matomoServerTracking(options: MatomoServerTrackingOptions, overrides: InternalOverrides = {}): MatomoServerTracking {
+  const config = resolveConfig(options);
+  const { siteId } = config.matomo;
+  const store = createClaimStore(config.store, { siteId, timeoutMs: config.storeTimeoutMs, now: config.now });
+  const counters = { trackedByPage: 0, trackedByServer: 0, skipped: 0, confirmed: 0, unconfirmed: 0, ignored: 0, errors: 0 };
+  const { events, emit } = createEmitter(config.logger, (name, payload) => {
+    if (name === 'order:tracked') (payload as { channel: string }).channel === 'client' ? counters.trackedByPage++ : counters.trackedByServer++;
+    else if (name === 'order:skipped') counters.skipped++;
+    else if (name === 'payment:confirmed') counters.confirmed++;
+    else if (name === 'payment:unconfirmed') counters.unconfirmed++;
+    else if (name === 'payment:ignored') counters.ignored++;
+    else if (name === 'error') counters.errors++;
+  });
+
+  const warned = new Set<string>();
+  const warn = (warning: (typeof Warnings)[keyof typeof Warnings]) => {
+    if (warned.has(warning.code)) return;
+    warned.add(warning.code);
+    config.logger.warn(`matomo-server-tracking ${warning.code}: ${warning.message}`);
+    emit('warning', { code: warning.code, message: warning.message });
+  };
+  if (store.kind === 'memory' && process.env.NODE_ENV === 'production') warn(Warnings.MEMORY_STORE_IN_PRODUCTION);
+
+  const transport = overrides.transport ?? createUndiciTransport(config.matomo.endpoint, config.matomo.timeoutMs);
+  const delivery = new Delivery(
+    store,
+    transport,
+    { ...config.delivery, tokenAuth: config.matomo.tokenAuth, now: config.now },
+    emit,
+    warn,
+  );
+  const binding = new CheckoutBinding(config.checkoutCookie, store, warn);
+  const settler = createSettler({
+    store,
+    config: { ...config, siteId },
+    emit,
+    deliver: (item) => delivery.send(item),
+  });
+
+  let closed = false;
+  const router = Router() as MatomoServerTracking;
+
+  router.use(function matomoLocals(req, res, next) {
+    res.locals.matomo = {
+      trackOrder: false,
+      order: null,
+      script: '',
+      captureCheckout: (orderId: string) => captureCheckout(req, orderId),
+    };
+    next();
+  });
+  router.use(
+    createCallbackRouter({
+      path: config.paths.callback,
+      gateways: config.gateways,
+      now: config.now,
+      emit,
+      isClosed: () => closed,
+      settle: (event) => settler.settle(event),
+    }),
+  );
+  router.get(config.paths.confirmation, createConfirmationHook({ store, binding, config, emit }));
+
+  async function captureCheckout(req: Request, orderId: string): Promise<void> {
+    try {
+      if (!isValidOrderId(orderId)) throw new InvalidOrderError(`captureCheckout: order id must be a string of 1 to 100 characters`);
+      if (!req.res) throw new MatomoTrackingError('ERR_MST_CONFIG', 'captureCheckout needs the Express request of the checkout (req.res is missing)');
+      const visitor = await captureVisitor(req, { consent: config.consent, now: config.now, siteId });
+      await Promise.all([binding.bind(req, req.res, orderId), saveVisitor(store, orderId, visitor, config.retentionMs)]);
+    } catch (error) {
+      const wrapped =
+        error instanceof MatomoTrackingError ? error : new MatomoTrackingError('ERR_MST_STORE', error instanceof Error ? error.message : String(error), { cause: error });
+      emit('error', { code: wrapped.code, error: wrapped, orderId: String(orderId) });
+    }
+  }
+
+  return Object.assign(router, {
+    events,
+    captureCheckout,
+    async stats(): Promise<TrackingStats> {
+      const outboxDepth = await store.outbox.depth().catch(() => null);
+      return {
+        store: store.kind,
+        serverTracking: config.serverTracking,
+        orders: { trackedByPage: counters.trackedByPage, trackedByServer: counters.trackedByServer, skipped: counters.skipped },
+        payments: { confirmed: counters.confirmed, unconfirmed: counters.unconfirmed, ignored: counters.ignored },
+        delivery: { inFlight: delivery.inFlightCount, ...delivery.counters },
+        outboxDepth,
+        errors: counters.errors,
+      };
+    },
+    async close({ timeoutMs = 10_000 }: { timeoutMs?: number } = {}): Promise<void> {
+      if (closed) return;
+      closed = true;
+      await delivery.close(timeoutMs);
+      await transport.close();
+      await store.close();
+    },
+  }) as MatomoServerTracking;
+}

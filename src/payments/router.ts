@@ -1,0 +1,131 @@
+import express, { type Request, type Response, Router } from 'express';
+import { type ErrorCode, MatomoTrackingError, StoreError } from '../errors';
+import type { Emit } from '../events';
+import type { PaymentEvent } from '../orders';
+import type { Acknowledgement, GatewayAdapter, ProcessingResult, VerificationFailureKind } from './gateway';
+import type { SettleOutcome } from './settle';
+
+/** Large enough for any gateway's batch (Adyen sends up to 100 items), small enough to refuse floods. */
+const BODY_LIMIT = '1mb';
+
+export const BODY_ALREADY_PARSED_MESSAGE =
+  'matomo-server-tracking: the callback body was already parsed by another middleware (usually a global express.json() or ' +
+  'express.urlencoded()), so its signature cannot be verified. Mount app.use(matomoServerTracking(...)) before your body ' +
+  'parsers, or exclude the callback path from them.';
+
+const STATUS: Record<VerificationFailureKind, number> = { unauthentic: 401, malformed: 400, transient: 503 };
+
+export interface CallbackRouterOptions {
+  path: string;
+  gateways: ReadonlyMap<string, GatewayAdapter>;
+  now: () => number;
+  emit: Emit;
+  isClosed(): boolean;
+  settle(event: PaymentEvent): Promise<SettleOutcome>;
+}
+
+/** Our answer when the adapter does not shape one: JSON, with the status codes gateways retry on. */
+export function defaultAcknowledgement(result: ProcessingResult): Acknowledgement {
+  if (result.ok) {
+    return { status: 200, contentType: 'application/json', body: JSON.stringify({ received: true, duplicate: result.duplicate }) };
+  }
+  return {
+    status: STATUS[result.kind],
+    contentType: 'application/json',
+    body: JSON.stringify({ error: result.kind, message: result.reason }),
+    ...(result.kind === 'transient' && { headers: { 'retry-after': '5' } }),
+  };
+}
+
+/**
+ * `POST <path>` with `:gateway`: raw body → adapter verification → rules → acknowledgement.
+ * Nothing changes before the adapter has verified the notification.
+ */
+export function createCallbackRouter(options: CallbackRouterOptions): Router {
+  const router = Router();
+  const rawBody = express.raw({ type: () => true, limit: BODY_LIMIT });
+
+  router.post(options.path, rawBody, async function matomoPaymentCallback(req: Request, res: Response) {
+    const adapter = options.gateways.get(String(req.params.gateway));
+    if (!adapter) {
+      res.status(404).json({ error: 'unknown-gateway', message: `no gateway named '${String(req.params.gateway)}' is configured` });
+      return;
+    }
+    const answer = (result: ProcessingResult) => send(res, (adapter.acknowledge ?? defaultAcknowledgement)(result));
+
+    if (options.isClosed()) {
+      answer({ ok: false, kind: 'transient', reason: 'shutting down' });
+      return;
+    }
+    const body: unknown = req.body;
+    if (body !== undefined && !Buffer.isBuffer(body)) {
+      options.emit('error', { code: 'ERR_MST_BODY_ALREADY_PARSED', error: new MatomoTrackingError('ERR_MST_BODY_ALREADY_PARSED', BODY_ALREADY_PARSED_MESSAGE) });
+      res.status(500).json({ error: 'body-already-parsed', message: BODY_ALREADY_PARSED_MESSAGE });
+      return;
+    }
+
+    const gateway = String(req.params.gateway);
+    let verification;
+    try {
+      verification = await adapter.verifyAndParse({
+        method: req.method,
+        headers: req.headers,
+        query: req.query as Record<string, unknown>,
+        rawBody: body ?? Buffer.alloc(0),
+        receivedAt: options.now(),
+      });
+    } catch (error) {
+      // An adapter that throws has verified nothing: fail closed, and let the gateway retry.
+      report(options.emit, error, 'ERR_MST_GATEWAY');
+      answer({ ok: false, kind: 'transient', reason: 'the gateway adapter failed' });
+      return;
+    }
+    if (!verification.ok) {
+      answer(verification);
+      return;
+    }
+
+    const events: PaymentEvent[] = verification.events.map((event) => ({ ...event, gateway }));
+    let duplicates = 0;
+    for (const event of events) {
+      let outcome: SettleOutcome;
+      try {
+        outcome = await options.settle(event);
+      } catch (error) {
+        report(options.emit, error, 'ERR_MST_ORDER_REPOSITORY', event.orderId);
+        const kind = error instanceof MatomoTrackingError && error.code === 'ERR_MST_ORDER_INVALID' ? 'malformed' : 'transient';
+        answer({ ok: false, kind, reason: error instanceof StoreError ? 'store unavailable' : safeReason(error, kind) });
+        return;
+      }
+      if (outcome.status === 'retry') {
+        answer({ ok: false, kind: 'transient', reason: outcome.reason });
+        return;
+      }
+      if (outcome.status === 'duplicate') duplicates++;
+    }
+    answer({ ok: true, duplicate: events.length > 0 && duplicates === events.length, events });
+  });
+
+  return router;
+}
+
+/** Gateways log our answers: tell them what kind of problem, never the shop's internals. */
+function safeReason(error: unknown, kind: VerificationFailureKind): string {
+  if (kind === 'malformed' && error instanceof Error) return error.message;
+  return 'temporary failure, retry later';
+}
+
+function report(emit: Emit, error: unknown, fallback: ErrorCode, orderId?: string): void {
+  const wrapped =
+    error instanceof MatomoTrackingError
+      ? error
+      : new MatomoTrackingError(fallback, error instanceof Error ? error.message : String(error), { cause: error });
+  emit('error', { code: wrapped.code, error: wrapped, ...(orderId !== undefined && { orderId }) });
+}
+
+function send(res: Response, ack: Acknowledgement): void {
+  res.status(ack.status);
+  for (const [name, value] of Object.entries(ack.headers ?? {})) res.setHeader(name, value);
+  if (ack.contentType) res.type(ack.contentType);
+  res.send(ack.body ?? '');
+}
