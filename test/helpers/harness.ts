@@ -118,6 +118,8 @@ export interface Harness {
   notify(payload: object, options?: { secret?: string; timestamp?: number; gateway?: string }): Promise<request.Response>;
   /** Waits until no Matomo send is in flight. */
   settled(): Promise<void>;
+  /** Serves the app on a real loopback port; later calls go over HTTP to it (for heavy concurrency). */
+  listen(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -176,6 +178,10 @@ export async function createHarness(options: HarnessOptions): Promise<Harness> {
     res.json({ trackOrder: m.trackOrder, script: m.script, orderId: m.order?.id ?? null });
   });
 
+  // supertest starts an ephemeral server per request on an app; after listen() every call reuses one server.
+  let server: Server | null = null;
+  let target: Express | string = app;
+
   return {
     app,
     tracking,
@@ -184,28 +190,35 @@ export async function createHarness(options: HarnessOptions): Promise<Harness> {
     siteId,
     events,
     async checkout(orderId, cookie) {
-      const call = request(app).post(`/test/checkout/${encodeURIComponent(orderId)}`);
+      const call = request(target).post(`/test/checkout/${encodeURIComponent(orderId)}`);
       if (cookie) call.set('Cookie', cookie);
       const response = await call;
       const setCookie = response.headers['set-cookie'] as unknown as string[] | undefined;
       return (setCookie ?? []).map((c) => c.split(';')[0]).join('; ');
     },
     async page(orderId, cookie) {
-      const call = request(app).get('/store/cart/checkout/success').query({ id: orderId });
+      const call = request(target).get('/store/cart/checkout/success').query({ id: orderId });
       if (cookie) call.set('Cookie', cookie);
       const response = await call;
       return { status: response.status, ...(response.body as Omit<PageView, 'status'>) };
     },
     notify(payload, { secret = GATEWAY_SECRET, timestamp, gateway = 'acme' } = {}) {
       const signed = signHmacPayload({ payload, secret, ...(timestamp !== undefined && { timestamp }) });
-      return request(app).post(`/store/payment/notify/${gateway}`).set(signed.headers).send(signed.body);
+      return request(target).post(`/store/payment/notify/${gateway}`).set(signed.headers).send(signed.body);
     },
     async settled() {
       for (let i = 0; i < 500 && (await tracking.stats()).delivery.inFlight > 0; i++) {
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
     },
+    async listen() {
+      server = createServer(app);
+      await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+      target = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      return target;
+    },
     async close() {
+      if (server) await closeServer(server);
       await tracking.close({ timeoutMs: 2000 });
       await store.close();
       await ownMatomo?.close();
