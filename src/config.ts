@@ -274,8 +274,8 @@ const schema = z.strictObject({
   orders: checked(ordersProblem, (value) => value as OrderRepository),
   serverTracking: z.boolean({ error: 'must be true or false.' }).default(true),
   useUserId: z.boolean({ error: 'must be true or false.' }).default(false),
-  store: checked(storeProblem, (value) => value),
-  gateways: checked(gatewaysProblem, (value) => (value ?? {}) as Record<string, GatewayAdapter>),
+  store: checked(storeProblem, (value) => value).optional(),
+  gateways: checked(gatewaysProblem, (value) => value as Record<string, GatewayAdapter>).optional(),
   paths: z
     .strictObject({
       callback: absolutePath('/store/payment/notify/:gateway')
@@ -300,12 +300,12 @@ const schema = z.strictObject({
   isOwner: fn<NonNullable<MatomoServerTrackingOptions['isOwner']>>('must be a function (req, order) => boolean.').optional(),
   checkoutCookie: z
     .strictObject({
-      secret: checked(secretsProblem, (value) => (value === undefined ? null : Array.isArray(value) ? value : [value]) as string[] | null),
+      secret: checked(secretsProblem, (value) => (Array.isArray(value) ? value : [value]) as string[]).optional(),
       name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, { error: "must be a cookie name of letters, digits, '_' and '-'." }).default('mst_checkout'),
       secure: z.union([z.boolean(), z.literal('auto')], { error: "must be true, false or 'auto'." }).default('auto'),
       maxAgeDays: positiveInt('days', 30).default(30),
     })
-    .default({ secret: null, name: 'mst_checkout', secure: 'auto', maxAgeDays: 30 }),
+    .default({ name: 'mst_checkout', secure: 'auto', maxAgeDays: 30 }),
   retentionDays: positiveInt('days', 90).default(90),
   storeTimeoutMs: positiveInt('milliseconds', 2000).default(2000),
   lockWaitMs: z.number({ error: 'must be a number of milliseconds, e.g. 5000.' }).int().nonnegative().default(5000),
@@ -404,13 +404,13 @@ export function resolveConfig(options: unknown): ResolvedConfig {
     serverTracking: o.serverTracking,
     useUserId: o.useUserId,
     store: o.store,
-    gateways: new Map(Object.entries(o.gateways)),
+    gateways: new Map(Object.entries(o.gateways ?? {})),
     paths: o.paths,
     logger: o.logger,
     consent: o.consent,
     isOwner: o.isOwner ?? null,
     checkoutCookie: {
-      secrets: o.checkoutCookie.secret,
+      secrets: o.checkoutCookie.secret ?? null,
       name: o.checkoutCookie.name,
       secure: o.checkoutCookie.secure,
       maxAgeMs: o.checkoutCookie.maxAgeDays * DAY_MS,
