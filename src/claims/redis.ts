@@ -4,6 +4,8 @@ import { keys, type ClaimStore, type OutboxItem, type SettlePaidResult } from '.
 
 /** The part of a node-redis v5 client (single, cluster or sentinel) we use. */
 export interface RedisScriptClient {
+  /** False while node-redis reconnects. */
+  readonly isReady?: boolean;
   eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
 }
 
@@ -157,6 +159,9 @@ export class RedisClaimStore implements ClaimStore {
     });
     try {
       const client = await Promise.race([this.connect(), deadline]);
+      // While node-redis reconnects it queues commands and runs them once it is back,
+      // long after we gave up on them: a lock taken then would block its order. Fail fast instead.
+      if (client.isReady === false) throw new StoreError('Redis is reconnecting');
       return await Promise.race([
         client.eval(script, { keys: relativeKeys.map((k) => this.prefix + k), arguments: args }),
         deadline,

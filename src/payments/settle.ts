@@ -65,7 +65,12 @@ export function createSettler(deps: SettleDependencies) {
     }
     const lockKey = keys.orderLock(event.orderId);
     const token = randomBytes(12).toString('base64url');
-    if (!(await acquire(lockKey, token))) {
+    const acquired = await acquire(lockKey, token).catch((error: unknown) => {
+      // A claim that timed out may still land in the store later: free it so it cannot block the gateway's retry.
+      void store.release(lockKey, token).catch(() => {});
+      throw error;
+    });
+    if (!acquired) {
       return { status: 'retry', reason: `another notification for order ${event.orderId} is still being processed` };
     }
     try {

@@ -130,6 +130,8 @@ export interface HarnessOptions {
   /** An already running stand-in shared with other instances (the storm test). */
   matomo?: { standIn: MatomoStandIn; domain: string };
   options?: Partial<MatomoServerTrackingOptions>;
+  /** The shop's own Keyv (closed by the test, not the harness). */
+  keyv?: Keyv;
 }
 
 const EVENT_NAMES: Array<keyof TrackingEvents> = [
@@ -152,7 +154,7 @@ export async function createHarness(options: HarnessOptions): Promise<Harness> {
   const orders = options.orders ?? createOrders();
   const ownMatomo = options.matomo ? null : await startMatomo();
   const matomo = options.matomo ?? ownMatomo!;
-  const store = createKeyv(options.kind);
+  const store = options.keyv ? { keyv: options.keyv, close: async () => {} } : createKeyv(options.kind);
   const tracking = matomoServerTracking({
     matomo: { domain: matomo.domain, siteId, protocol: 'http' },
     orders,

@@ -1,17 +1,5 @@
-import type { ChildProcess } from 'node:child_process';
+import type { RedisServer } from '../helpers/redis-server';
 
 export default async function globalTeardown(): Promise<void> {
-  const child = (globalThis as { __MST_REDIS__?: ChildProcess }).__MST_REDIS__;
-  if (!child || child.exitCode !== null) return;
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      resolve();
-    }, 5000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
+  await (globalThis as { __MST_REDIS__?: RedisServer }).__MST_REDIS__?.stop();
 }
