@@ -40,8 +40,8 @@ export function createGatewayStandIn(options: GatewayStandInOptions): GatewaySta
 
   router.get('/acmepay/pay', (req, res) => {
     const payment = readPayment(req.query, shopBaseUrl(req));
-    if (typeof payment === 'string') return void res.status(400).type('html').send(page('Invalid payment request', `<p>${escapeHtml(payment)}</p>`));
-    res.type('html').send(paymentPage(payment));
+    if (typeof payment === 'string') res.status(400).type('html').send(page('Invalid payment request', `<p>${escapeHtml(payment)}</p>`));
+    else res.type('html').send(paymentPage(payment));
   });
 
   router.post('/acmepay/pay', express.urlencoded({ extended: false, limit: '10kb' }), async (req: Request, res: Response) => {
@@ -63,8 +63,15 @@ export function createGatewayStandIn(options: GatewayStandInOptions): GatewaySta
       return;
     }
 
-    if (action === 'return') return void res.redirect(303, payment.returnUrl);
-    if (action === 'refuse') return void res.redirect(303, `${base}/store/cart/checkout/failed?id=${encodeURIComponent(payment.order)}`);
+    if (action === 'return') {
+      res.redirect(303, payment.returnUrl);
+      return;
+    }
+    if (action === 'refuse') {
+      res.redirect(303, `${base}/store/cart/checkout/failed?id=${encodeURIComponent(payment.order)}`);
+      return;
+    }
+    // The buyer closed the tab: this page stands for "nothing more happens in the browser".
     res.type('html').send(
       page(
         'You closed the tab',

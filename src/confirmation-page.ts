@@ -56,6 +56,16 @@ export function createConfirmationHook(deps: ConfirmationHookDependencies) {
     }
   }
 
+  /**
+   * A buyer can open the success URL after the gateway refused the payment. Tracking
+   * then would count unpaid revenue, and the claim would stop the server from tracking
+   * a later successful payment. Without a refusal on record, the page tracks as usual.
+   */
+  async function paymentRefused(orderId: string): Promise<boolean> {
+    if ((await store.get(keys.unconfirmed(orderId))) === null) return false;
+    return (await store.get(keys.paid(orderId))) === null;
+  }
+
   function report(code: 'ERR_MST_ORDER_REPOSITORY' | 'ERR_MST_STORE' | 'ERR_MST_ORDER_INVALID', error: unknown, orderId: string): void {
     const wrapped = error instanceof MatomoTrackingError ? error : new MatomoTrackingError(code, error instanceof Error ? error.message : String(error), { cause: error });
     emit('error', { code: wrapped.code, error: wrapped, orderId });
@@ -94,6 +104,10 @@ export function createConfirmationHook(deps: ConfirmationHookDependencies) {
         return next();
       }
       locals.order = order;
+      if (await paymentRefused(orderId)) {
+        emit('order:skipped', { orderId, channel: 'client', reason: 'payment-not-confirmed' });
+        return next();
+      }
       claimed = await store.claim(keys.tracking(orderId), 'client', config.retentionMs);
     } catch (error) {
       report('ERR_MST_STORE', error instanceof StoreError ? error : new StoreError(String(error), { cause: error }), orderId);

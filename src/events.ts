@@ -15,7 +15,9 @@ export type SkipReason =
   /** The confirmation page was opened by a browser that did not check out this order. */
   | 'not-owner'
   /** No such order. */
-  | 'unknown-order';
+  | 'unknown-order'
+  /** A verified notification refused the payment and none confirmed it since: the page must not count unpaid revenue. */
+  | 'payment-not-confirmed';
 
 export type IgnoredReason =
   /** This exact notification was processed before (redelivery). */

@@ -61,6 +61,8 @@ export interface ClaimStore {
 export const keys = {
   tracking: (orderId: string) => `track:${orderId}`,
   paid: (orderId: string) => `paid:${orderId}`,
+  /** Set when a verified notification refused the payment; the page then does not track until a payment arrives. */
+  unconfirmed: (orderId: string) => `unconfirmed:${orderId}`,
   event: (eventKey: string) => `event:${eventKey}`,
   orderLock: (orderId: string) => `lock:${orderId}`,
   visitor: (orderId: string) => `visitor:${orderId}`,

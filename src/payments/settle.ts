@@ -117,6 +117,7 @@ export function createSettler(deps: SettleDependencies) {
         return { status: 'processed' };
       }
       await repository('markPaymentUnconfirmed', () => config.orders.markPaymentUnconfirmed(orderId, event));
+      await store.set(keys.unconfirmed(orderId), event.outcome, config.retentionMs);
       emit('payment:unconfirmed', { orderId, payment: event, reason: event.outcome });
       return { status: 'processed' };
     }
@@ -128,6 +129,7 @@ export function createSettler(deps: SettleDependencies) {
     if (mismatch) {
       const rejected = { ...event, rejectionReason: mismatch };
       await repository('markPaymentUnconfirmed', () => config.orders.markPaymentUnconfirmed(orderId, rejected));
+      await store.set(keys.unconfirmed(orderId), 'mismatch', config.retentionMs);
       emit('error', { code: 'ERR_MST_AMOUNT_MISMATCH', error: new MatomoTrackingError('ERR_MST_AMOUNT_MISMATCH', `order ${orderId}: ${mismatch}; not accepted as payment`), orderId });
       emit('payment:unconfirmed', { orderId, payment: rejected, reason: mismatch });
       return { status: 'processed' };

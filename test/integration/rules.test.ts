@@ -150,9 +150,37 @@ describe.each(STORE_KINDS)('rules (%s store)', (kind) => {
     expect(shop.orders.unconfirmed[0]!.payment?.rejectionReason).toMatch(reason);
     expect(eventNames('error')).toContainEqual(expect.objectContaining({ code: 'ERR_MST_AMOUNT_MISMATCH', orderId: 'G-1' }));
     expect(shop.matomo.received).toHaveLength(0);
-    // the order is still trackable by the page (nothing was claimed)
+    // the page does not count the unpaid revenue either…
     const cookie = await shop.checkout('G-1');
-    expect((await shop.page('G-1', cookie)).trackOrder).toBe(true);
+    expect((await shop.page('G-1', cookie)).trackOrder).toBe(false);
+    // …and claimed nothing: a correct payment later is tracked by the server
+    await shop.notify(paid(order, { transactionId: 'tx-correct' }));
+    await shop.settled();
+    expect(shop.orders.paid.get('G-1')).toBe(1);
+    expect(shop.matomo.requestsFor('G-1')).toHaveLength(1);
+  });
+
+  test('confirmation page after a refused payment: trackOrder false, nothing claimed; a later payment is tracked by the server', async () => {
+    await start();
+    const order = shop.orders.add({ id: 'G-2' });
+    const cookie = await shop.checkout('G-2');
+    await shop.notify({ orderId: 'G-2', status: 'failed', transactionId: 'tx-refused' });
+    expect(await shop.page('G-2', cookie)).toMatchObject({ trackOrder: false, script: '' });
+    expect(eventNames('order:skipped')).toContainEqual({ orderId: 'G-2', channel: 'client', reason: 'payment-not-confirmed' });
+    await shop.notify(paid(order, { transactionId: 'tx-second-try' }));
+    await shop.settled();
+    expect(shop.matomo.requestsFor('G-2')).toHaveLength(1);
+    // once paid, a page view is just a reload of a tracked order
+    expect((await shop.page('G-2', cookie)).trackOrder).toBe(false);
+  });
+
+  test('confirmation page after a refused and then confirmed payment, before the server claimed: the page may track', async () => {
+    await start({ serverTracking: false });
+    const order = shop.orders.add({ id: 'G-3' });
+    const cookie = await shop.checkout('G-3');
+    await shop.notify({ orderId: 'G-3', status: 'canceled', transactionId: 'tx-1' });
+    await shop.notify(paid(order, { transactionId: 'tx-2' }));
+    expect((await shop.page('G-3', cookie)).trackOrder).toBe(true);
   });
 
   describe('unverifiable callback: 401 with a JSON error and no state change', () => {
