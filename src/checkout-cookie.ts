@@ -35,6 +35,7 @@ export class CheckoutBinding {
     // Remember it on the request too: a second captureCheckout in the same response must see the first.
     (req as RequestWithBinding).mstCheckoutOrders = orderIds;
     const payload = Buffer.from(JSON.stringify(orderIds)).toString('base64url');
+    this.dropPendingCookie(res); // one Set-Cookie per name (RFC 6265 §3): the new value lists every order
     res.cookie(this.config.name, `${VERSION}.${payload}.${sign(secrets[0]!, payload)}`, {
       httpOnly: true,
       sameSite: 'lax',
@@ -42,6 +43,15 @@ export class CheckoutBinding {
       path: '/',
       maxAge: this.config.maxAgeMs,
     });
+  }
+
+  private dropPendingCookie(res: Response): void {
+    const current = res.getHeader('set-cookie');
+    if (current === undefined) return;
+    const prefix = `${this.config.name}=`;
+    const kept = (Array.isArray(current) ? current : [String(current)]).filter((cookie) => !cookie.startsWith(prefix));
+    if (kept.length) res.setHeader('set-cookie', kept);
+    else res.removeHeader('set-cookie');
   }
 
   /** Did this browser check out `orderId`? */

@@ -8,6 +8,8 @@ import { finalizeQuery } from './request';
 const FORM = 'application/x-www-form-urlencoded';
 /** Matomo accepts a `cdt` older than 24 h only with a token; keep an hour of margin for clock skew. */
 const CDT_WITHOUT_TOKEN_MS = 23 * 60 * 60 * 1000;
+/** After the deadline and the abort, how long close() still waits for sends to wind down. */
+const CLOSE_GRACE_MS = 500;
 
 export interface DeliveryConfig {
   attempts: number;
@@ -99,7 +101,15 @@ export class Delivery {
     clearTimeout(timer);
     this.stop.abort();
     for (const wake of this.sleepers) wake();
-    await Promise.allSettled([...this.inFlight]);
+    // undici settles an aborted request at once; an injected transport might not, and close() must still return.
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.inFlight]),
+      new Promise<void>((resolve) => {
+        grace = setTimeout(resolve, CLOSE_GRACE_MS);
+      }),
+    ]);
+    clearTimeout(grace);
   }
 
   private async run(item: OutboxItem): Promise<void> {
@@ -146,10 +156,17 @@ export class Delivery {
     }
     const body = finalizeQuery(item.query, { cdtSeconds, tokenAuth: this.config.tokenAuth });
     try {
-      return classify(await this.transport.post(body, { contentType: FORM, signal: this.stop.signal }));
+      const response = await this.transport.post(body, { contentType: FORM, signal: this.stop.signal });
+      // A proxy or debug page may echo the request: the token must not reach our errors and logs.
+      return classify({ ...response, body: this.redact(response.body) });
     } catch (error) {
-      return { kind: 'retry', reason: `cannot reach Matomo: ${error instanceof Error ? error.message : String(error)}` };
+      return { kind: 'retry', reason: `cannot reach Matomo: ${this.redact(error instanceof Error ? error.message : String(error))}` };
     }
+  }
+
+  private redact(text: string): string {
+    const token = this.config.tokenAuth;
+    return token ? text.split(token).join('[token_auth]').split(encodeURIComponent(token)).join('[token_auth]') : text;
   }
 
   private sleep(ms: number): Promise<void> {

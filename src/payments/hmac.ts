@@ -129,7 +129,8 @@ function parse(rawBody: Buffer): VerificationResult {
     return malformed('transactionId must be a string');
   }
   const event: ParsedPaymentEvent = {
-    eventKey: `${orderId}:${status}:${transactionId ?? ''}`,
+    // Each part encoded, so that no two notifications can run together into one key.
+    eventKey: [orderId, status, transactionId ?? ''].map(encodeURIComponent).join(':'),
     orderId,
     outcome: status as PaymentOutcome,
     ...(amount !== undefined && { amount }),
