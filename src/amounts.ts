@@ -39,3 +39,34 @@ export function sameAmount(a: string | number, b: string | number): boolean {
   const right = toScaledAmount(b);
   return left !== null && right !== null && left === right;
 }
+
+/**
+ * ISO 4217 minor-unit exponents other than 2. A table rather than `Intl`: CLDR's
+ * display digits differ from ISO's (e.g. IQD), and gateways follow ISO plus their own exceptions.
+ */
+const ISO_4217_EXPONENTS: Readonly<Record<string, number>> = {
+  BIF: 0, CLP: 0, DJF: 0, GNF: 0, ISK: 0, JPY: 0, KMF: 0, KRW: 0, PYG: 0, RWF: 0, UGX: 0, UYI: 0, VND: 0, VUV: 0, XAF: 0, XOF: 0, XPF: 0,
+  BHD: 3, IQD: 3, JOD: 3, KWD: 3, LYD: 3, OMR: 3, TND: 3,
+  CLF: 4, UYW: 4,
+};
+
+/** Digits after the decimal point of `currency`'s minor unit: ISO 4217, then the gateway's own `exceptions`. */
+export function currencyExponent(currency: string, exceptions: Readonly<Record<string, number>> = {}): number {
+  const code = currency.toUpperCase();
+  return exceptions[code] ?? ISO_4217_EXPONENTS[code] ?? 2;
+}
+
+/**
+ * A gateway's integer amount in minor units as a major-unit decimal string:
+ * `(1250, 'EUR')` → `"12.50"`, `(1250, 'JPY')` → `"1250"`, `(1250, 'KWD')` → `"1.250"`.
+ * Done on digits, not by dividing floats, so no amount is ever off by a rounding error.
+ * `null` when `minor` is not a non-negative integer.
+ */
+export function fromMinorUnits(minor: number | string, currency: string, exceptions?: Readonly<Record<string, number>>): string | null {
+  const digits = typeof minor === 'number' ? (Number.isSafeInteger(minor) && minor >= 0 ? String(minor) : '') : minor;
+  if (!/^\d{1,15}$/.test(digits)) return null;
+  const exponent = currencyExponent(currency, exceptions);
+  if (exponent === 0) return String(Number(digits));
+  const padded = digits.padStart(exponent + 1, '0');
+  return `${String(Number(padded.slice(0, -exponent)))}.${padded.slice(-exponent)}`;
+}

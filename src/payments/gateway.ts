@@ -55,6 +55,10 @@ export interface Acknowledgement {
  */
 export interface GatewayAdapter {
   verifyAndParse(request: GatewayRequest): VerificationResult | Promise<VerificationResult>;
-  /** Shapes the HTTP answer. When absent, the router answers JSON with the usual status codes. */
+  /**
+   * Shapes the HTTP answer (status, body, content type). When absent, the router answers JSON.
+   * For a refusal the router keeps its own status whatever this returns: 401 unauthentic,
+   * 400 malformed, 503 transient (with `Retry-After`).
+   */
   acknowledge?(result: ProcessingResult): Acknowledgement;
 }

@@ -51,7 +51,7 @@ export function createCallbackRouter(options: CallbackRouterOptions): Router {
       res.status(404).json({ error: 'unknown-gateway', message: `no gateway named '${String(req.params.gateway)}' is configured` });
       return;
     }
-    const answer = (result: ProcessingResult) => send(res, (adapter.acknowledge ?? defaultAcknowledgement)(result));
+    const answer = (result: ProcessingResult) => send(res, acknowledgement(adapter, result, options.emit));
 
     if (options.isClosed()) {
       answer({ ok: false, kind: 'transient', reason: 'shutting down' });
@@ -107,6 +107,25 @@ export function createCallbackRouter(options: CallbackRouterOptions): Router {
   });
 
   return router;
+}
+
+/**
+ * The adapter shapes the answer (Adyen wants `[accepted]`, PayPal an empty 200), but the
+ * status of a refusal is ours: a 2xx to an unverifiable callback would hide a wrong secret
+ * from the gateway's dashboard, and a 4xx to a transient failure would stop its retries.
+ */
+function acknowledgement(adapter: GatewayAdapter, result: ProcessingResult, emit: Emit): Acknowledgement {
+  let ack: Acknowledgement;
+  try {
+    ack = adapter.acknowledge ? adapter.acknowledge(result) : defaultAcknowledgement(result);
+  } catch (error) {
+    report(emit, error, 'ERR_MST_GATEWAY');
+    ack = defaultAcknowledgement(result);
+  }
+  if (result.ok) return ack;
+  const forced = { ...ack, status: STATUS[result.kind] };
+  if (result.kind === 'transient') forced.headers = { 'retry-after': '5', ...ack.headers };
+  return forced;
 }
 
 /** Gateways log our answers: tell them what kind of problem, never the shop's internals. */

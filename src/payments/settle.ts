@@ -8,8 +8,6 @@ import { buildOrderQuery, isValidOrderId } from '../matomo/request';
 import type { Order, PaymentEvent } from '../orders';
 import { loadVisitor } from '../visitor';
 
-/** How long one notification may hold its order's lock; a crashed holder frees it after this. */
-const LOCK_TTL_MS = 60_000;
 const LOCK_POLL_MS = 25;
 
 export type SettleOutcome =
@@ -22,7 +20,7 @@ export type SettleOutcome =
 
 export interface SettleDependencies {
   store: ClaimStore;
-  config: Pick<ResolvedConfig, 'orders' | 'serverTracking' | 'useUserId' | 'retentionMs' | 'lockWaitMs' | 'now'> & { siteId: number };
+  config: Pick<ResolvedConfig, 'orders' | 'serverTracking' | 'useUserId' | 'retentionMs' | 'lockWaitMs' | 'lockTtlMs' | 'now' | 'matomo'> & { siteId: number };
   emit: Emit;
   /** Hands a freshly enqueued item to the sender. */
   deliver(item: OutboxItem): void;
@@ -53,7 +51,7 @@ export function createSettler(deps: SettleDependencies) {
   async function acquire(lockKey: string, token: string): Promise<boolean> {
     const giveUpAt = config.now() + config.lockWaitMs;
     for (;;) {
-      if (await store.claim(lockKey, token, LOCK_TTL_MS)) return true;
+      if (await store.claim(lockKey, token, config.lockTtlMs)) return true;
       if (config.now() >= giveUpAt) return false;
       await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS + Math.random() * LOCK_POLL_MS));
     }
@@ -77,7 +75,7 @@ export function createSettler(deps: SettleDependencies) {
       return await settleLocked(event);
     } finally {
       await store.release(lockKey, token).catch(() => {
-        // The lock expires by itself after LOCK_TTL_MS.
+        // The lock expires by itself after lockTtlMs.
       });
     }
   }
@@ -153,7 +151,9 @@ export function createSettler(deps: SettleDependencies) {
     // Visitor data improves attribution but is not worth failing a payment over.
     const visitor = await loadVisitor(store, order.id).catch(() => null);
     try {
-      const query = buildOrderQuery(order, visitor, { siteId: config.siteId, useUserId: config.useUserId });
+      // `cip` needs the token, which goes only into the POST body at send time.
+      const sendIp = config.matomo.tokenAuth !== null;
+      const query = buildOrderQuery(order, visitor, { siteId: config.siteId, useUserId: config.useUserId, sendIp });
       const now = config.now();
       return { id: order.id, orderId: order.id, query: query.toString(), enqueuedAt: now, attempts: 0, nextAttemptAt: now };
     } catch (error) {
