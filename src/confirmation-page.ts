@@ -7,6 +7,8 @@ import type { Emit } from './events';
 import { isValidOrderId } from './matomo/request';
 import { buildOrderSnippet } from './matomo/snippet';
 import type { Order } from './orders';
+import { matomoUserId, userIdFromRequest } from './user-id';
+import { decideConsent } from './visitor';
 
 /** What the confirmation page finds in `res.locals.matomo`. */
 export interface MatomoLocals {
@@ -32,7 +34,7 @@ declare global {
 export interface ConfirmationHookDependencies {
   store: ClaimStore;
   binding: CheckoutBinding;
-  config: Pick<ResolvedConfig, 'orders' | 'isOwner' | 'retentionMs'>;
+  config: Pick<ResolvedConfig, 'orders' | 'isOwner' | 'retentionMs' | 'useUserId' | 'userId' | 'consent'>;
   emit: Emit;
 }
 
@@ -66,6 +68,17 @@ export function createConfirmationHook(deps: ConfirmationHookDependencies) {
     return (await store.get(keys.paid(orderId))) === null;
   }
 
+  /**
+   * The User ID the server would have sent, decided now with the same rules: consent
+   * can have been given or withdrawn since checkout, and this page view is what tracks.
+   */
+  async function pageUserId(req: Request, order: Order): Promise<string | undefined> {
+    if (!config.useUserId) return undefined;
+    const consent = await decideConsent(req, config.consent);
+    const userId = consent ? await userIdFromRequest(req, config.userId) : undefined;
+    return matomoUserId(order, { consent, userId }, config.useUserId);
+  }
+
   function report(code: 'ERR_MST_ORDER_REPOSITORY' | 'ERR_MST_STORE' | 'ERR_MST_ORDER_INVALID', error: unknown, orderId: string): void {
     const wrapped = error instanceof MatomoTrackingError ? error : new MatomoTrackingError(code, error instanceof Error ? error.message : String(error), { cause: error });
     emit('error', { code: wrapped.code, error: wrapped, orderId });
@@ -88,9 +101,10 @@ export function createConfirmationHook(deps: ConfirmationHookDependencies) {
       return next();
     }
 
+    const nonce = typeof res.locals.cspNonce === 'string' ? res.locals.cspNonce : undefined;
     let script: string;
     try {
-      script = buildOrderSnippet(order, { nonce: typeof res.locals.cspNonce === 'string' ? res.locals.cspNonce : undefined });
+      script = buildOrderSnippet(order, { nonce });
     } catch (error) {
       report('ERR_MST_ORDER_INVALID', error instanceof InvalidOrderError ? error : new InvalidOrderError(String(error)), orderId);
       emit('order:skipped', { orderId, channel: 'client', reason: 'invalid-order' });
@@ -116,6 +130,11 @@ export function createConfirmationHook(deps: ConfirmationHookDependencies) {
     }
 
     if (claimed) {
+      if (config.useUserId) {
+        // The order validated above, so this cannot throw; only the User ID is added.
+        const userId = await pageUserId(req, order).catch(() => undefined);
+        if (userId) script = buildOrderSnippet(order, { nonce, userId });
+      }
       locals.trackOrder = true;
       locals.script = script;
       emit('order:tracked', { orderId, channel: 'client' });

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { formatAmount, isValidAmount } from '../amounts';
 import { InvalidOrderError } from '../errors';
 import type { Order, OrderItem } from '../orders';
-import type { VisitorContext } from '../visitor';
+import { matomoUserId } from '../user-id';
+import { withoutPersonalData, type VisitorContext } from '../visitor';
 
 /** Matomo's `log_conversion.idorder` is varchar(100). */
 export const MAX_ORDER_ID_LENGTH = 100;
@@ -62,21 +63,46 @@ export interface OrderRequestOptions {
   siteId: number;
   /** Send `uid` (only when the visitor consented too). */
   useUserId: boolean;
+  /**
+   * Send the buyer's IP as `cip`. Matomo refuses the whole request when `cip` comes without
+   * a valid `token_auth`, so this must be true only when a token is configured. Default: false.
+   */
+  sendIp?: boolean;
 }
 
 /**
  * Builds the Tracking API query of one order (DESIGN §4), without the parts that
  * depend on the moment of sending (`cdt`, `r`) or are secret (`token_auth`).
- * Personal data (`ua`, `lang`, `uid`) only with the visitor's consent.
+ * Personal data (`cip`, `uid`, `ua`, `lang`, query strings of URLs) only with the visitor's
+ * consent; without it the order is still recorded, anonymously. Parameters follow the
+ * order of Matomo's reference tracker, so requests compare easily in logs.
  */
-export function buildOrderQuery(order: Order, visitor: VisitorContext | null, options: OrderRequestOptions): URLSearchParams {
+export function buildOrderQuery(order: Order, captured: VisitorContext | null, options: OrderRequestOptions): URLSearchParams {
   const items = validateOrder(order);
+  // Again here, not only at capture: a context stored by an earlier version may hold more.
+  const visitor = captured && !captured.consent ? withoutPersonalData(captured) : captured;
   const query = new URLSearchParams();
   query.set('idsite', String(options.siteId));
   query.set('rec', '1');
   query.set('apiv', '1');
+  if (options.sendIp && visitor?.consent && visitor.ip) query.set('cip', visitor.ip);
+  const userId = matomoUserId(order, visitor, options.useUserId);
+  if (userId) query.set('uid', userId);
   query.set('cid', visitor?.visitorId ?? randomVisitorId());
   if (visitor?.url) query.set('url', visitor.url);
+  if (visitor?.referrer) query.set('urlref', visitor.referrer);
+  const attribution = visitor?.attribution;
+  if (attribution) {
+    // Like Matomo's trackers: empty fields are left out rather than sent empty.
+    if (attribution.campaignName) query.set('_rcn', attribution.campaignName);
+    if (attribution.campaignKeyword) query.set('_rck', attribution.campaignKeyword);
+    query.set('_refts', String(attribution.timestampSeconds));
+    if (attribution.referrerUrl) query.set('_ref', attribution.referrerUrl);
+  }
+  if (visitor?.consent) {
+    if (visitor.userAgent) query.set('ua', visitor.userAgent);
+    if (visitor.language) query.set('lang', visitor.language);
+  }
   query.set('send_image', '0');
   query.set('idgoal', '0');
   query.set('revenue', formatAmount(order.revenue));
@@ -84,11 +110,6 @@ export function buildOrderQuery(order: Order, visitor: VisitorContext | null, op
   for (const [name, value] of Object.entries(totals)) if (value !== undefined) query.set(name, formatAmount(value));
   query.set('ec_items', JSON.stringify(items));
   query.set('ec_id', order.id);
-  if (visitor?.consent) {
-    if (visitor.userAgent) query.set('ua', visitor.userAgent);
-    if (visitor.language) query.set('lang', visitor.language);
-    if (options.useUserId && order.userId) query.set('uid', order.userId);
-  }
   return query;
 }
 

@@ -25,14 +25,26 @@ function push(args: unknown[]): string {
   return `_paq.push([${args.map(scriptLiteral).join(',')}]);`;
 }
 
+export interface OrderSnippetOptions {
+  /** The page's CSP nonce (helmet puts it in `res.locals.cspNonce`). */
+  nonce?: string;
+  /**
+   * The User ID the server would send for this order (`matomoUserId`), already decided with
+   * `useUserId` and the visitor's consent; pushed with `setUserId` before the order.
+   */
+  userId?: string;
+}
+
 /**
  * The matomo.js ecommerce calls for one order, as a `<script>` block for the
  * confirmation page. The shop's own Matomo snippet (setTrackerUrl, setSiteId,
  * trackPageView) stays as it is; matomo.js applies its configuration first.
  */
-export function buildOrderSnippet(order: Order, options: { nonce?: string } = {}): string {
+export function buildOrderSnippet(order: Order, options: OrderSnippetOptions = {}): string {
   const items = validateOrder(order);
   const lines = ['var _paq = window._paq = window._paq || [];'];
+  // Before the ecommerce calls, so that the order request itself carries `uid`, as the server's would.
+  if (options.userId) lines.push(push(['setUserId', options.userId]));
   for (const [sku, name, category, price, quantity] of items) {
     lines.push(push(['addEcommerceItem', sku, name, category, Number(price), quantity]));
   }

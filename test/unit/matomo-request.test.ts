@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { attributionFromCookies } from '../../src/attribution';
+import { parseCookies } from '../../src/cookies';
 import { InvalidOrderError } from '../../src/errors';
 import { buildOrderQuery, finalizeQuery } from '../../src/matomo/request';
 import type { Order } from '../../src/orders';
-import type { VisitorContext } from '../../src/visitor';
+import { visitorIdFromCookies, type VisitorContext } from '../../src/visitor';
 
 interface ReferenceCase {
   name: string;
@@ -47,6 +49,7 @@ function queryOf(params: URLSearchParams): Map<string, string> {
 }
 
 const withoutVisitor = vectors.cases.filter((c) => c.visitor === undefined);
+const withVisitor = vectors.cases.filter((c) => c.visitor !== undefined);
 const options = { siteId: vectors.siteId, useUserId: false };
 
 function order(partial: Partial<Order> = {}): Order {
@@ -64,7 +67,10 @@ function visitor(partial: Partial<VisitorContext> = {}): VisitorContext {
     visitorId: '0123456789abcdef',
     userAgent: 'Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0',
     language: 'it-IT,it;q=0.9,en;q=0.5',
-    url: 'https://shop.example.test/store/cart/checkout',
+    url: 'https://shop.example.test/store/cart/checkout?step=pay',
+    referrer: 'https://shop.example.test/store/cart?coupon=SPRING',
+    attribution: { campaignName: 'spring-sale', campaignKeyword: 'shoes', timestampSeconds: 1_764_761_000, referrerUrl: 'https://news.example.org/article?u=42#c' },
+    ip: '203.0.113.7',
     consent: true,
     capturedAt: 1_764_761_000_000,
     ...partial,
@@ -79,23 +85,73 @@ describe('the order request matches Matomo’s reference tracker', () => {
   });
 
   test.each(withoutVisitor.map((c) => [c.name, c] as const))('%s', (_name, reference) => {
-    const ours = queryOf(buildOrderQuery(reference.order, null, options));
+    expectMatchesReference(queryOf(buildOrderQuery(reference.order, null, options)), reference);
+  });
+});
 
-    for (const [key, expected] of Object.entries(reference.expected)) {
-      expect([key, ours.has(key)]).toEqual([key, true]);
-      const value = ours.get(key)!;
-      if (key === 'ec_items') {
-        expect(normaliseItems(JSON.parse(value))).toEqual(normaliseItems(expected));
-      } else if (NUMERIC.has(key)) {
-        expect(value).toMatch(PLAIN_NUMBER);
-        expect([key, Number(value)]).toEqual([key, Number(expected)]);
-      } else {
-        expect([key, value]).toEqual([key, expected]);
-      }
+/** Every parameter of the reference's `expected` is in ours with the same meaning; ours has nothing else but tracker-specific ones. */
+function expectMatchesReference(ours: Map<string, string>, reference: ReferenceCase): void {
+  for (const [key, expected] of Object.entries(reference.expected)) {
+    expect([key, ours.has(key)]).toEqual([key, true]);
+    const value = ours.get(key)!;
+    if (key === 'ec_items') {
+      expect(normaliseItems(JSON.parse(value))).toEqual(normaliseItems(expected));
+    } else if (NUMERIC.has(key)) {
+      expect(value).toMatch(PLAIN_NUMBER);
+      expect([key, Number(value)]).toEqual([key, Number(expected)]);
+    } else {
+      expect([key, value]).toEqual([key, expected]);
     }
-    for (const key of ours.keys()) {
-      if (!(key in reference.expected)) expect([key, TRACKER_SPECIFIC.has(key)]).toEqual([key, true]);
-    }
+  }
+  for (const key of ours.keys()) {
+    if (!(key in reference.expected)) expect([key, TRACKER_SPECIFIC.has(key)]).toEqual([key, true]);
+  }
+}
+
+/**
+ * The shared vector's `visitor` block as captureCheckout would have stored it: visitor id and
+ * attribution go through our cookie parsers, from cookies as matomo.js writes them.
+ */
+function visitorOf(block: Record<string, unknown>, consent: boolean): VisitorContext {
+  const siteId = vectors.siteId;
+  const capturedAt = (block.cdt as number) * 1000;
+  const cookies = parseCookies({
+    cookie: `_pk_id.${siteId}.1fff=${String(block.visitorId)}.1764700000.; _pk_ref.${siteId}.1fff=${encodeURIComponent(JSON.stringify(block.attribution))}`,
+  });
+  return {
+    visitorId: visitorIdFromCookies(cookies, siteId),
+    attribution: attributionFromCookies(cookies, siteId, capturedAt),
+    url: block.url as string,
+    referrer: block.urlref as string,
+    consent,
+    capturedAt,
+  };
+}
+
+describe('visitor context matches Matomo’s reference tracker (cid, _rcn, _rck, _refts, _ref, cdt, url, urlref)', () => {
+  test('the fixture has cases with a visitor block', () => {
+    expect(withVisitor.map((c) => c.name)).toContain('visitor-context-linkage');
+  });
+
+  describe.each(withVisitor.map((c) => [c.name, c] as const))('%s', (_name, reference) => {
+    const cdtSeconds = reference.visitor!.cdt as number;
+
+    test.each([
+      ['with consent', true],
+      ['without consent', false],
+    ])('%s: the body as sent (cdt added at send time) matches', (_label, consent) => {
+      // The vector's URLs carry no query string, so stripping them without consent changes nothing.
+      const query = buildOrderQuery(reference.order, visitorOf(reference.visitor!, consent), options).toString();
+      const body = new URLSearchParams(finalizeQuery(query, { cdtSeconds, tokenAuth: null }));
+      expectMatchesReference(queryOf(body), reference);
+    });
+
+    test('parameters come in the reference tracker’s order', () => {
+      const ours = [...buildOrderQuery(reference.order, visitorOf(reference.visitor!, true), options).keys()];
+      // r and cdt depend on the moment of sending: finalizeQuery appends them.
+      const theirs = [...new URLSearchParams(reference.referenceQuery).keys()].filter((key) => ours.includes(key));
+      expect(ours.filter((key) => theirs.includes(key))).toEqual(theirs);
+    });
   });
 });
 
@@ -140,6 +196,100 @@ describe('personal data only with consent', () => {
   test('without a visitor at all: no ua, lang or uid', () => {
     const query = buildOrderQuery(order(), null, { siteId: 3, useUserId: true });
     expect(['ua', 'lang', 'uid'].filter((key) => query.has(key))).toEqual([]);
+  });
+});
+
+describe('captured visitor context reaches the request', () => {
+  test('visitor id, attribution, page URL, referrer, user agent and language', () => {
+    const query = buildOrderQuery(order(), visitor(), options);
+    expect(Object.fromEntries(query)).toMatchObject({
+      cid: '0123456789abcdef',
+      url: 'https://shop.example.test/store/cart/checkout?step=pay',
+      urlref: 'https://shop.example.test/store/cart?coupon=SPRING',
+      _rcn: 'spring-sale',
+      _rck: 'shoes',
+      _refts: '1764761000',
+      _ref: 'https://news.example.org/article?u=42#c',
+      ua: 'Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0',
+      lang: 'it-IT,it;q=0.9,en;q=0.5',
+    });
+  });
+
+  test('a referrer without campaign: _refts and _ref, no empty _rcn/_rck (as Matomo’s trackers do)', () => {
+    const attribution = { campaignName: '', campaignKeyword: '', timestampSeconds: 1_764_761_000, referrerUrl: 'https://www.google.com/' };
+    const query = buildOrderQuery(order(), visitor({ attribution }), options);
+    expect(query.has('_rcn')).toBe(false);
+    expect(query.has('_rck')).toBe(false);
+    expect(query.get('_refts')).toBe('1764761000');
+    expect(query.get('_ref')).toBe('https://www.google.com/');
+  });
+
+  test('a campaign without referrer: _rcn and _refts, no _ref', () => {
+    const attribution = { campaignName: 'newsletter', campaignKeyword: '', timestampSeconds: 1_764_761_000, referrerUrl: '' };
+    const query = buildOrderQuery(order(), visitor({ attribution }), options);
+    expect(query.get('_rcn')).toBe('newsletter');
+    expect(query.has('_ref')).toBe(false);
+  });
+
+  test('no attribution, no referrer captured: none of _rcn, _rck, _refts, _ref, urlref', () => {
+    const query = buildOrderQuery(order(), visitor({ attribution: undefined, referrer: undefined }), options);
+    expect(['_rcn', '_rck', '_refts', '_ref', 'urlref'].filter((key) => query.has(key))).toEqual([]);
+  });
+});
+
+describe('cip: the buyer’s IP only with a token (Matomo refuses cip without one)', () => {
+  test('sendIp (a token is configured) and consent: cip is the captured IP', () => {
+    expect(buildOrderQuery(order(), visitor(), { ...options, sendIp: true }).get('cip')).toBe('203.0.113.7');
+  });
+
+  test('no token (sendIp false or left out): no cip', () => {
+    expect(buildOrderQuery(order(), visitor(), { ...options, sendIp: false }).has('cip')).toBe(false);
+    expect(buildOrderQuery(order(), visitor(), options).has('cip')).toBe(false);
+  });
+
+  test('a token but no consent: no cip', () => {
+    expect(buildOrderQuery(order(), visitor({ consent: false }), { ...options, sendIp: true }).has('cip')).toBe(false);
+  });
+
+  test('finalizeQuery keeps cip, also without a token argument: in a bulk body the token sits beside the requests, not in them', () => {
+    const query = buildOrderQuery(order(), visitor(), { ...options, sendIp: true }).toString();
+    expect(new URLSearchParams(finalizeQuery(query, { cdtSeconds: null, tokenAuth: 't'.repeat(32) })).get('cip')).toBe('203.0.113.7');
+    expect(new URLSearchParams(finalizeQuery(query, { cdtSeconds: null, tokenAuth: null })).get('cip')).toBe('203.0.113.7');
+  });
+});
+
+describe('uid: the User ID only with useUserId and consent', () => {
+  test('the id captured from the userId option wins over order.userId', () => {
+    expect(buildOrderQuery(order(), visitor({ userId: 'session-user-7' }), { siteId: 3, useUserId: true }).get('uid')).toBe('session-user-7');
+  });
+
+  test('an order.userId longer than Matomo stores (200) is not sent rather than cut', () => {
+    expect(buildOrderQuery(order({ userId: 'u'.repeat(200) }), visitor(), { siteId: 3, useUserId: true }).get('uid')).toHaveLength(200);
+    expect(buildOrderQuery(order({ userId: 'u'.repeat(201) }), visitor(), { siteId: 3, useUserId: true }).has('uid')).toBe(false);
+  });
+});
+
+describe('consent refused: the order is recorded anonymously', () => {
+  const refused = () => buildOrderQuery(order(), visitor({ consent: false, userId: 'session-user-7' }), { siteId: 3, useUserId: true, sendIp: true });
+
+  test('only order, visit and campaign parameters: no cip, uid, ua or lang', () => {
+    expect([...refused().keys()].sort()).toEqual(
+      ['idsite', 'rec', 'apiv', 'cid', 'url', 'urlref', '_rcn', '_rck', '_refts', '_ref', 'send_image', 'idgoal', 'revenue', 'ec_items', 'ec_id'].sort(),
+    );
+  });
+
+  test('URLs lose their query strings and fragments; campaign and visitor id stay', () => {
+    const query = refused();
+    expect(query.get('url')).toBe('https://shop.example.test/store/cart/checkout');
+    expect(query.get('urlref')).toBe('https://shop.example.test/store/cart');
+    expect(query.get('_ref')).toBe('https://news.example.org/article');
+    expect(query.get('_rcn')).toBe('spring-sale');
+    expect(query.get('cid')).toBe('0123456789abcdef');
+  });
+
+  test('and nothing personal in the body as sent, even with a token', () => {
+    const body = new URLSearchParams(finalizeQuery(refused().toString(), { cdtSeconds: 1_764_763_200, tokenAuth: 't'.repeat(32) }));
+    expect(['cip', 'uid', 'ua', 'lang'].filter((key) => body.has(key))).toEqual([]);
   });
 });
 

@@ -116,6 +116,28 @@ describe('buildOrderSnippet: the matomo.js calls of the confirmation page', () =
   });
 });
 
+describe('buildOrderSnippet: the User ID', () => {
+  test('setUserId comes first, before the items and the order, so the order request carries uid', () => {
+    const calls = run(buildOrderSnippet(order(), { userId: 'customer-42' }));
+    expect(calls[0]).toEqual(['setUserId', 'customer-42']);
+    expect(calls.slice(1).map((call) => call[0])).toEqual(['addEcommerceItem', 'addEcommerceItem', 'trackEcommerceOrder']);
+  });
+
+  test('no userId, no setUserId', () => {
+    const html = buildOrderSnippet(order());
+    expect(html).not.toContain('setUserId');
+    expect(run(html).some((call) => call[0] === 'setUserId')).toBe(false);
+  });
+
+  test('a hostile User ID round-trips exactly and cannot close the script element', () => {
+    const userId = 'x</script><script>alert(1)</script>"\u2028';
+    const html = buildOrderSnippet(order(), { userId });
+    expect(run(html)[0]).toEqual(['setUserId', userId]);
+    expect(count(html.toLowerCase(), '</script')).toBe(1);
+    expect(html).not.toContain('\u2028');
+  });
+});
+
 describe('buildOrderSnippet with arbitrary product names (property)', () => {
   const fragments = fc.constantFrom('</script>', '</SCRIPT ', '<!--', '-->', '<script>', '\u2028', '\u2029', '"', "'", '\\', '`', '${x}', '&amp;', '\u0000', '\ud800', '\udfff');
   const text = fc.oneof(
