@@ -15,6 +15,33 @@ export interface ReceivedRequest {
   at: number;
 }
 
+/** What a fault rule sees of one `/matomo.php` request, before the stand-in handles it. */
+export interface FaultRequest {
+  req: Request;
+  /** The `ec_id`s the request carries: one for a single order, several for a bulk request. */
+  ecIds: string[];
+  bulk: boolean;
+}
+
+/**
+ * An injected failure: answer `status` (with `headers`, e.g. `Retry-After`, and `body`),
+ * or `'hang'`: keep the connection open and never answer (close the server with
+ * `closeAllConnections()` to end it).
+ */
+export type Fault = { status: number; headers?: Record<string, string>; body?: string } | 'hang';
+
+/** Decides, per request, whether to fail it; `null` lets the stand-in handle it normally. */
+export type FaultRule = (request: FaultRequest) => Fault | null;
+
+/** A request answered by the fault rule instead of being tracked. */
+export interface FaultedRequest {
+  ecIds: string[];
+  bulk: boolean;
+  /** The status answered, or `'hang'`. */
+  fault: number | 'hang';
+  at: number;
+}
+
 export interface MatomoStandIn {
   /** Mount at the root: serves `/matomo.php`, `/matomo.js`, `/matomo/received(.json)`. */
   router: Router;
@@ -25,6 +52,16 @@ export interface MatomoStandIn {
   requestsFor(ecId: string): ReceivedRequest[];
   /** Answer the next `count` requests with `status` (to test retries). */
   failNext(count: number, status: number): void;
+  /** Consults `rule` before handling each `/matomo.php` request (fault injection); `null` removes it. */
+  setFault(rule: FaultRule | null): void;
+  /** Requests the fault rule answered (or left hanging), in order of arrival. */
+  faulted: FaultedRequest[];
+  /**
+   * Refuses single tracking requests for which `rule` returns a reason, as Matomo refuses
+   * invalid ones: a single request gets 400 with the reason, a bulk request lists it in
+   * `invalid_indices`. `null` removes it (the cause is fixed).
+   */
+  setRefusal(rule: ((params: Record<string, string>) => string | null) | null): void;
 }
 
 const SERVER_USER_AGENT = /^matomo-server-tracking/;
@@ -38,6 +75,9 @@ export function createMatomoStandIn(): MatomoStandIn {
   const received: ReceivedRequest[] = [];
   const seen = new Map<string, ReceivedRequest>(); // `${idsite}:${ec_id}`
   let failures: { count: number; status: number } = { count: 0, status: 500 };
+  let faultRule: FaultRule | null = null;
+  let refusalRule: ((params: Record<string, string>) => string | null) | null = null;
+  const faulted: FaultedRequest[] = [];
 
   function track(params: Record<string, string>, req: Request, bulk: boolean, tokenInUrl: boolean): ReceivedRequest {
     const entry: ReceivedRequest = {
@@ -48,12 +88,16 @@ export function createMatomoStandIn(): MatomoStandIn {
       bulk,
       at: Date.now(),
     };
+    const refusal = refusalRule?.(params) ?? null;
     if (!/^[1-9]\d*$/.test(params.idsite ?? '')) {
       entry.accepted = false;
       entry.reason = 'invalid idsite';
     } else if (params.rec !== '1') {
       entry.accepted = false;
       entry.reason = 'rec=1 missing';
+    } else if (refusal !== null) {
+      entry.accepted = false;
+      entry.reason = refusal;
     } else if (params.idgoal === '0' && params.ec_id !== undefined) {
       const key = `${params.idsite}:${params.ec_id}`;
       if (seen.has(key)) {
@@ -72,6 +116,16 @@ export function createMatomoStandIn(): MatomoStandIn {
   const text = express.text({ type: ['application/json', 'text/plain'], limit: '5mb' });
 
   router.all('/matomo.php', form, text, function matomoTrackingEndpoint(req: Request, res: Response) {
+    if (faultRule) {
+      const { ecIds, bulk } = describeRequest(req);
+      const fault = faultRule({ req, ecIds, bulk });
+      if (fault) {
+        faulted.push({ ecIds, bulk, fault: fault === 'hang' ? 'hang' : fault.status, at: Date.now() });
+        if (fault === 'hang') return;
+        res.status(fault.status).set(fault.headers ?? {}).send(fault.body ?? 'stand-in fault');
+        return;
+      }
+    }
     if (failures.count > 0) {
       failures.count--;
       res.status(failures.status).send('stand-in failure');
@@ -149,7 +203,35 @@ export function createMatomoStandIn(): MatomoStandIn {
     failNext(count, status) {
       failures = { count, status };
     },
+    setFault(rule) {
+      faultRule = rule;
+    },
+    faulted,
+    setRefusal(rule) {
+      refusalRule = rule;
+    },
   };
+}
+
+/** The `ec_id`s of a tracking request, read without tracking it. */
+function describeRequest(req: Request): { ecIds: string[]; bulk: boolean } {
+  if (typeof req.body === 'string' && req.body.trim().startsWith('{')) {
+    try {
+      const { requests } = JSON.parse(req.body) as { requests?: unknown };
+      const ecIds = Array.isArray(requests)
+        ? requests.flatMap((request: unknown) =>
+            typeof request === 'string' ? (new URLSearchParams(request.replace(/^\?/, '')).get('ec_id') ?? []) : [],
+          )
+        : [];
+      return { ecIds, bulk: true };
+    } catch {
+      return { ecIds: [], bulk: true };
+    }
+  }
+  const query = new URL(req.originalUrl, 'http://x').searchParams;
+  const body = typeof req.body === 'object' && req.body !== null ? (req.body as Record<string, string>) : {};
+  const ecId = body.ec_id ?? query.get('ec_id');
+  return { ecIds: ecId ? [ecId] : [], bulk: false };
 }
 
 function redact(params: Record<string, string>): Record<string, string> {

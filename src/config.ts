@@ -4,6 +4,7 @@ import { ConfigError, type ConfigIssue } from './errors';
 import { consoleLogger, type Logger } from './logger';
 import type { Order, OrderRepository } from './orders';
 import type { GatewayAdapter } from './payments/gateway';
+import type { UserIdResolver } from './user-id';
 
 /** Where the Matomo server is. */
 export interface MatomoOptions {
@@ -51,14 +52,20 @@ export interface CheckoutCookieOptions {
   maxAgeDays?: number;
 }
 
-/** Tuning of the server-side sending. */
+/** Tuning of the server-side sending (the durable outbox, DESIGN §5). */
 export interface DeliveryOptions {
-  /** Tries per order before it is left in the outbox for a later delivery. Default: `3`. */
-  attempts?: number;
   /** Delay before the first retry, doubled (with jitter) for each next one. Default: `1000` (ms). */
   backoffMs?: number;
-  /** Upper bound of one backoff delay. Default: `600000` (ms). */
+  /** Upper bound of one backoff delay. Default: `600000` (ms, 10 minutes). */
   maxBackoffMs?: number;
+  /** An order still not accepted this long after its payment goes to the dead letters. Default: `604800000` (ms, 7 days). */
+  giveUpAfterMs?: number;
+  /** How often each instance looks for due orders (retries, or orders a crashed instance left). Default: `1000` (ms). */
+  pollIntervalMs?: number;
+  /** How long an order being sent stays hidden from other instances; must exceed `matomo.timeoutMs`. Default: `60000` (ms). */
+  leaseMs?: number;
+  /** Orders per bulk request, 1–100. Default: `100`. */
+  batchSize?: number;
 }
 
 /** Decides whether the visitor consented to analytics with personal data. */
@@ -72,8 +79,19 @@ export interface MatomoServerTrackingOptions {
   orders: OrderRepository;
   /** Send orders to Matomo from the server. `false`: the confirmation page is the only channel. Default: `true`. */
   serverTracking?: boolean;
-  /** Send the order's `userId` as Matomo User ID — only when the visitor consented (it is personal data). Default: `false`. */
+  /**
+   * Send a User ID (`uid`, and `setUserId` on the confirmation page): the `userId` option's answer,
+   * else the order's `userId` — only when the visitor consented (it is personal data). Default: `false`.
+   */
   useUserId?: boolean;
+  /**
+   * The shop's own id of the visitor (e.g. the logged-in customer's id), used as User ID instead of
+   * `order.userId`. Called at checkout and again on the confirmation page, so that the server and
+   * matomo.js send the same id: return the same value for the same customer. Used only with
+   * `useUserId` and consent; an id longer than 200 characters, an empty one or a throw mean "none".
+   * Default: none (`order.userId` is used).
+   */
+  userId?: UserIdResolver;
   /**
    * A Keyv instance shared by every instance of the shop. `@keyv/redis` gives atomic claims
    * across processes; the default is a per-process in-memory store. Default: in-memory.
@@ -104,6 +122,11 @@ export interface MatomoServerTrackingOptions {
   storeTimeoutMs?: number;
   /** How long a notification waits for another one about the same order to finish before answering 503. Default: `5000` (ms). */
   lockWaitMs?: number;
+  /**
+   * How long one notification may hold its order while the shop's `markPaid` runs; the lock of
+   * an instance that died frees itself after this. Keep it above your slowest `markPaid`. Default: `60000` (ms).
+   */
+  lockTtlMs?: number;
   /** Tuning of the server-side sending. */
   delivery?: DeliveryOptions;
   /** Clock in ms since epoch, for tests. Default: `Date.now`. */
@@ -115,6 +138,7 @@ export interface ResolvedConfig {
   orders: OrderRepository;
   serverTracking: boolean;
   useUserId: boolean;
+  userId: UserIdResolver | null;
   store: unknown;
   gateways: ReadonlyMap<string, GatewayAdapter>;
   paths: Required<PathOptions>;
@@ -125,6 +149,7 @@ export interface ResolvedConfig {
   retentionMs: number;
   storeTimeoutMs: number;
   lockWaitMs: number;
+  lockTtlMs: number;
   delivery: Required<DeliveryOptions>;
   now: () => number;
 }
@@ -274,6 +299,7 @@ const schema = z.strictObject({
   orders: checked(ordersProblem, (value) => value as OrderRepository),
   serverTracking: z.boolean({ error: 'must be true or false.' }).default(true),
   useUserId: z.boolean({ error: 'must be true or false.' }).default(false),
+  userId: fn<UserIdResolver>('must be a function (req) => string | undefined, e.g. (req) => req.session?.customerId.').optional(),
   store: checked(storeProblem, (value) => value).optional(),
   gateways: checked(gatewaysProblem, (value) => value as Record<string, GatewayAdapter>).optional(),
   paths: z
@@ -309,13 +335,17 @@ const schema = z.strictObject({
   retentionDays: positiveInt('days', 90).default(90),
   storeTimeoutMs: positiveInt('milliseconds', 2000).default(2000),
   lockWaitMs: z.number({ error: 'must be a number of milliseconds, e.g. 5000.' }).int().nonnegative().default(5000),
+  lockTtlMs: positiveInt('milliseconds', 60000).default(60_000),
   delivery: z
     .strictObject({
-      attempts: positiveInt('tries', 3).default(3),
       backoffMs: positiveInt('milliseconds', 1000).default(1000),
       maxBackoffMs: positiveInt('milliseconds', 600000).default(600_000),
+      giveUpAfterMs: positiveInt('milliseconds', 604800000).default(7 * DAY_MS),
+      pollIntervalMs: positiveInt('milliseconds', 1000).default(1000),
+      leaseMs: positiveInt('milliseconds', 60000).default(60_000),
+      batchSize: positiveInt('requests', 100).max(100, { error: 'must be at most 100 (requests per bulk request).' }).default(100),
     })
-    .default({ attempts: 3, backoffMs: 1000, maxBackoffMs: 600_000 }),
+    .default({ backoffMs: 1000, maxBackoffMs: 600_000, giveUpAfterMs: 7 * DAY_MS, pollIntervalMs: 1000, leaseMs: 60_000, batchSize: 100 }),
   now: fn<() => number>('must be a function returning ms since epoch, like Date.now.').default(() => Date.now),
 });
 
@@ -397,12 +427,21 @@ export function resolveConfig(options: unknown): ResolvedConfig {
   const result = schema.safeParse(options);
   if (!result.success) throw new ConfigError(toIssues(result.error));
   const o = result.data;
+  if (o.delivery.leaseMs <= o.matomo.timeoutMs) {
+    throw new ConfigError([
+      {
+        path: 'delivery.leaseMs',
+        message: `must be longer than matomo.timeoutMs (${o.matomo.timeoutMs} ms), or another instance may send an order that is still in flight: e.g. ${o.matomo.timeoutMs * 3}.`,
+      },
+    ]);
+  }
   const endpoint = new URL(`${o.matomo.protocol}://${o.matomo.domain}${o.matomo.path}`);
   return {
     matomo: { ...o.matomo, tokenAuth: o.matomo.tokenAuth ?? null, endpoint },
     orders: o.orders,
     serverTracking: o.serverTracking,
     useUserId: o.useUserId,
+    userId: o.userId ?? null,
     store: o.store,
     gateways: new Map(Object.entries(o.gateways ?? {})),
     paths: o.paths,
@@ -418,6 +457,7 @@ export function resolveConfig(options: unknown): ResolvedConfig {
     retentionMs: o.retentionDays * DAY_MS,
     storeTimeoutMs: o.storeTimeoutMs,
     lockWaitMs: o.lockWaitMs,
+    lockTtlMs: o.lockTtlMs,
     delivery: o.delivery,
     now: o.now,
   };

@@ -34,6 +34,12 @@ export interface TrackingEvents {
   'payment:confirmed': [{ orderId: string; payment: PaymentEvent }];
   'payment:unconfirmed': [{ orderId: string; payment: PaymentEvent | null; reason: string }];
   'payment:ignored': [{ orderId: string; payment: PaymentEvent; reason: IgnoredReason }];
+  /** Matomo accepted `count` orders in one request that took `ms`. */
+  'delivery:sent': [{ count: number; ms: number }];
+  /** A send failed and will be retried after `delayMs` (`status` null for network errors and timeouts). */
+  'delivery:retry': [{ orderId: string; attempt: number; status: number | null; reason: string; delayMs: number }];
+  /** An order was given up and moved to the dead letters. */
+  'delivery:dead': [{ orderId: string; reason: string }];
   warning: [{ code: string; message: string }];
   error: [{ code: ErrorCode; error: Error; orderId?: string }];
 }

@@ -7,7 +7,8 @@ import { InvalidOrderError, MatomoTrackingError } from './errors';
 import { createEmitter, type TrackingEventEmitter } from './events';
 import { Warnings } from './logger';
 import { createUndiciTransport, type MatomoTransport } from './matomo/client';
-import { Delivery } from './matomo/delivery';
+import { OutboxWorker } from './matomo/outbox-worker';
+import type { DeadLetter } from './claims';
 import { isValidOrderId } from './matomo/request';
 import { createCallbackRouter } from './payments/router';
 import { createSettler } from './payments/settle';
@@ -20,16 +21,28 @@ export interface TrackingStats {
   /** Counted by this instance since it started. */
   orders: { trackedByPage: number; trackedByServer: number; skipped: number };
   payments: { confirmed: number; unconfirmed: number; ignored: number };
-  delivery: { inFlight: number; sent: number; retried: number; rejected: number; deferred: number };
-  /** Orders waiting in the (shared) outbox; `null` when the store could not be read. */
-  outboxDepth: number | null;
+  /** Sends by this instance since it started. */
+  delivery: { inFlight: number; sent: number; retried: number; dead: number };
+  /** The shared outbox (all instances); `null` when the store could not be read. */
+  outbox: { depth: number | null; oldestAgeMs: number | null; deadLetters: number | null };
   errors: number;
+}
+
+/** Orders given up on (DESIGN §5): look at them, send them again once the cause is fixed, or drop them. */
+export interface DeadLetterApi {
+  /** Oldest first. Default limit: 100. */
+  list(limit?: number): Promise<DeadLetter[]>;
+  /** Puts one dead letter, or all of them, back into the outbox; resolves to how many. */
+  retry(id: string | 'all'): Promise<number>;
+  /** Forgets a dead letter for good; `false` when there was none. */
+  drop(id: string): Promise<boolean>;
 }
 
 /** `app.use(tracking)`: an Express router with a few extra members. */
 export interface MatomoServerTracking extends Router {
-  /** Typed events: `order:tracked`, `order:skipped`, `payment:*`, `warning`, `error`. */
+  /** Typed events: `order:tracked`, `order:skipped`, `payment:*`, `delivery:*`, `warning`, `error`. */
   readonly events: TrackingEventEmitter;
+  readonly deadLetters: DeadLetterApi;
   /**
    * Binds the buyer's browser to `orderId` (signed cookie) and stores its visitor context.
    * Call it in the checkout handler after creating the order. Never throws: problems go to `events`.
@@ -37,8 +50,9 @@ export interface MatomoServerTracking extends Router {
   captureCheckout(req: Request, orderId: string): Promise<void>;
   stats(): Promise<TrackingStats>;
   /**
-   * Stops taking callbacks (503, so gateways retry elsewhere), lets sends in flight finish
-   * until `timeoutMs`, then aborts them; unsent orders stay in the outbox. Default timeout: 10000 ms.
+   * Stops taking callbacks (503, so gateways retry elsewhere), keeps delivering due orders
+   * until `timeoutMs`, then aborts the send in flight; unsent orders stay in the outbox for
+   * the next start of any instance. Default timeout: 10000 ms.
    */
   close(options?: { timeoutMs?: number }): Promise<void>;
 }
@@ -76,19 +90,15 @@ export function matomoServerTracking(options: MatomoServerTrackingOptions, overr
   if (store.kind === 'memory' && process.env.NODE_ENV === 'production') warn(Warnings.MEMORY_STORE_IN_PRODUCTION);
 
   const transport = overrides.transport ?? createUndiciTransport(config.matomo.endpoint, config.matomo.timeoutMs);
-  const delivery = new Delivery(
-    store,
-    transport,
-    { ...config.delivery, tokenAuth: config.matomo.tokenAuth, now: config.now },
-    emit,
-    warn,
-  );
+  const worker = new OutboxWorker(store, transport, { ...config.delivery, tokenAuth: config.matomo.tokenAuth, now: config.now }, emit, warn);
+  // With server tracking off nothing is ever sent from the server, not even what an earlier configuration queued.
+  if (config.serverTracking) worker.start();
   const binding = new CheckoutBinding(config.checkoutCookie, store, warn);
   const settler = createSettler({
     store,
     config: { ...config, siteId },
     emit,
-    deliver: (item) => delivery.send(item),
+    deliver: () => worker.wake(),
   });
 
   let closed = false;
@@ -119,7 +129,7 @@ export function matomoServerTracking(options: MatomoServerTrackingOptions, overr
     try {
       if (!isValidOrderId(orderId)) throw new InvalidOrderError(`captureCheckout: order id must be a string of 1 to 100 characters`);
       if (!req.res) throw new MatomoTrackingError('ERR_MST_CONFIG', 'captureCheckout needs the Express request of the checkout (req.res is missing)');
-      const visitor = await captureVisitor(req, { consent: config.consent, now: config.now, siteId });
+      const visitor = await captureVisitor(req, config);
       await Promise.all([binding.bind(req, req.res, orderId), saveVisitor(store, orderId, visitor, config.retentionMs)]);
     } catch (error) {
       const wrapped =
@@ -128,25 +138,48 @@ export function matomoServerTracking(options: MatomoServerTrackingOptions, overr
     }
   }
 
+  const deadLetters: DeadLetterApi = {
+    list: (limit = 100) => store.deadLetters.list(limit),
+    async retry(id) {
+      let revived = 0;
+      if (id === 'all') {
+        for (let page = await store.deadLetters.list(100); page.length > 0; page = await store.deadLetters.list(100)) {
+          for (const letter of page) if (await store.deadLetters.revive(letter.item.id, config.now())) revived++;
+        }
+      } else if (await store.deadLetters.revive(id, config.now())) {
+        revived++;
+      }
+      if (revived > 0 && config.serverTracking) worker.wake();
+      return revived;
+    },
+    drop: (id) => store.deadLetters.drop(id),
+  };
+
   return Object.assign(router, {
     events,
+    deadLetters,
     captureCheckout,
     async stats(): Promise<TrackingStats> {
-      const outboxDepth = await store.outbox.depth().catch(() => null);
+      const read = <T>(promise: Promise<T>) => promise.catch(() => null);
+      const [depth, oldest, dead] = await Promise.all([
+        read(store.outbox.depth()),
+        read(store.outbox.oldestEnqueuedAt()),
+        read(store.deadLetters.count()),
+      ]);
       return {
         store: store.kind,
         serverTracking: config.serverTracking,
         orders: { trackedByPage: counters.trackedByPage, trackedByServer: counters.trackedByServer, skipped: counters.skipped },
         payments: { confirmed: counters.confirmed, unconfirmed: counters.unconfirmed, ignored: counters.ignored },
-        delivery: { inFlight: delivery.inFlightCount, ...delivery.counters },
-        outboxDepth,
+        delivery: { inFlight: worker.inFlight, ...worker.counters },
+        outbox: { depth, oldestAgeMs: oldest === null ? null : Math.max(0, config.now() - oldest), deadLetters: dead },
         errors: counters.errors,
       };
     },
     async close({ timeoutMs = 10_000 }: { timeoutMs?: number } = {}): Promise<void> {
       if (closed) return;
       closed = true;
-      await delivery.close(timeoutMs);
+      await worker.close(timeoutMs);
       await transport.close();
       await store.close();
     },

@@ -15,6 +15,15 @@ export interface OutboxItem {
   nextAttemptAt: number;
 }
 
+/** An order Matomo refused for good, or that could not be delivered in time: kept for a person to look at. */
+export interface DeadLetter {
+  item: OutboxItem;
+  /** Why it was given up, e.g. Matomo's answer. */
+  reason: string;
+  /** When it was given up (ms). */
+  deadAt: number;
+}
+
 export interface SettlePaidResult {
   /** The order was already marked paid by an earlier notification. */
   alreadyPaid: boolean;
@@ -43,15 +52,34 @@ export interface ClaimStore {
    * `item` is given, claim tracking for the server if nobody holds it and enqueue `item`.
    */
   settlePaid(orderId: string, item: OutboxItem | null, ttlMs: number): Promise<SettlePaidResult>;
+  /**
+   * The durable outbox (DESIGN §5). An item is leased by moving its due time to the end
+   * of the lease: other workers do not see it until then, so a live worker never sends an
+   * item another one holds, and the item of a worker that crashed comes due again.
+   */
   readonly outbox: {
+    /** Takes up to `limit` items due at `now`, oldest due first, and hides them until `now + leaseMs`. */
+    lease(now: number, limit: number, leaseMs: number): Promise<OutboxItem[]>;
+    /** Extends the lease of items still in the outbox to `now + leaseMs` (a long run of sends under one lease). */
+    renew(ids: string[], now: number, leaseMs: number): Promise<void>;
     /** Matomo accepted the item: forget it. */
     complete(id: string): Promise<void>;
-    /** Store the item's new attempt count and due time. */
+    /** Stores the item's new attempt count and due time (ends its lease). No-op when it left the outbox. */
     reschedule(item: OutboxItem): Promise<void>;
-    /** Items due at `now`, oldest due first. */
-    due(now: number, limit: number): Promise<OutboxItem[]>;
-    /** Items waiting, due or not. */
+    /** Moves the item from the outbox to the dead letters. */
+    deadLetter(letter: DeadLetter): Promise<void>;
+    /** Items waiting, due or leased. */
     depth(): Promise<number>;
+    /** When the oldest waiting item was enqueued (ms), or `null` when none waits. */
+    oldestEnqueuedAt(): Promise<number | null>;
+  };
+  readonly deadLetters: {
+    /** Oldest first. */
+    list(limit: number): Promise<DeadLetter[]>;
+    count(): Promise<number>;
+    /** Back into the outbox, due at `now`, with its attempts reset. `false` when there is no such dead letter. */
+    revive(id: string, now: number): Promise<boolean>;
+    drop(id: string): Promise<boolean>;
   };
   /** Releases what the store itself opened (never the shop's own Redis client). */
   close(): Promise<void>;
@@ -69,4 +97,7 @@ export const keys = {
   checkoutSecret: () => 'checkout-secret',
   outboxDue: () => 'outbox:due',
   outboxItems: () => 'outbox:items',
+  outboxAge: () => 'outbox:age',
+  deadItems: () => 'dead:items',
+  deadIndex: () => 'dead:index',
 };

@@ -3,7 +3,7 @@ import type { ClaimStore } from './claim-store';
 import { MemoryClaimStore } from './memory';
 import { RedisClaimStore, type KeyvRedisLike } from './redis';
 
-export type { ClaimStore, OutboxItem, SettlePaidResult } from './claim-store';
+export type { ClaimStore, DeadLetter, OutboxItem, SettlePaidResult } from './claim-store';
 export { keys } from './claim-store';
 export { MemoryClaimStore } from './memory';
 export { RedisClaimStore } from './redis';

@@ -1,5 +1,5 @@
 import type { Channel } from '../events';
-import { keys, type ClaimStore, type OutboxItem, type SettlePaidResult } from './claim-store';
+import { keys, type ClaimStore, type DeadLetter, type OutboxItem, type SettlePaidResult } from './claim-store';
 
 interface Entry {
   value: string;
@@ -17,7 +17,9 @@ const SWEEP_EVERY = 1000;
 export class MemoryClaimStore implements ClaimStore {
   readonly kind = 'memory';
   private readonly entries = new Map<string, Entry>();
-  private readonly items = new Map<string, OutboxItem>();
+  /** Item as stored, and when it is due: its own due time, or the end of its lease. */
+  private readonly items = new Map<string, { item: OutboxItem; dueAt: number }>();
+  private readonly dead = new Map<string, DeadLetter>();
   private writes = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -49,7 +51,7 @@ export class MemoryClaimStore implements ClaimStore {
     let enqueued = false;
     if (!alreadyPaid && item && tracking === null) {
       this.write(keys.tracking(orderId), 'server', ttlMs);
-      this.items.set(item.id, { ...item });
+      this.items.set(item.id, { item: { ...item }, dueAt: item.nextAttemptAt });
       tracking = 'server';
       enqueued = true;
     }
@@ -57,19 +59,53 @@ export class MemoryClaimStore implements ClaimStore {
   }
 
   readonly outbox = {
+    lease: async (now: number, limit: number, leaseMs: number): Promise<OutboxItem[]> => {
+      const due = [...this.items.values()]
+        .filter((entry) => entry.dueAt <= now)
+        .sort((a, b) => a.dueAt - b.dueAt)
+        .slice(0, limit);
+      for (const entry of due) entry.dueAt = now + leaseMs;
+      return due.map((entry) => ({ ...entry.item }));
+    },
+    renew: async (ids: string[], now: number, leaseMs: number): Promise<void> => {
+      for (const id of ids) {
+        const entry = this.items.get(id);
+        if (entry) entry.dueAt = now + leaseMs;
+      }
+    },
     complete: async (id: string): Promise<void> => {
       this.items.delete(id);
     },
     reschedule: async (item: OutboxItem): Promise<void> => {
-      if (this.items.has(item.id)) this.items.set(item.id, { ...item });
+      if (this.items.has(item.id)) this.items.set(item.id, { item: { ...item }, dueAt: item.nextAttemptAt });
     },
-    due: async (now: number, limit: number): Promise<OutboxItem[]> =>
-      [...this.items.values()]
-        .filter((item) => item.nextAttemptAt <= now)
-        .sort((a, b) => a.nextAttemptAt - b.nextAttemptAt)
-        .slice(0, limit)
-        .map((item) => ({ ...item })),
+    deadLetter: async (letter: DeadLetter): Promise<void> => {
+      this.items.delete(letter.item.id);
+      this.dead.set(letter.item.id, { ...letter, item: { ...letter.item } });
+    },
     depth: async (): Promise<number> => this.items.size,
+    oldestEnqueuedAt: async (): Promise<number | null> => {
+      let oldest: number | null = null;
+      for (const { item } of this.items.values()) if (oldest === null || item.enqueuedAt < oldest) oldest = item.enqueuedAt;
+      return oldest;
+    },
+  };
+
+  readonly deadLetters = {
+    list: async (limit: number): Promise<DeadLetter[]> =>
+      [...this.dead.values()]
+        .sort((a, b) => a.deadAt - b.deadAt)
+        .slice(0, limit)
+        .map((letter) => ({ ...letter, item: { ...letter.item } })),
+    count: async (): Promise<number> => this.dead.size,
+    revive: async (id: string, now: number): Promise<boolean> => {
+      const letter = this.dead.get(id);
+      if (!letter) return false;
+      this.dead.delete(id);
+      this.items.set(id, { item: { ...letter.item, attempts: 0, nextAttemptAt: now }, dueAt: now });
+      return true;
+    },
+    drop: async (id: string): Promise<boolean> => this.dead.delete(id),
   };
 
   async close(): Promise<void> {

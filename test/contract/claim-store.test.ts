@@ -128,21 +128,70 @@ describe.each(Object.keys(subjects) as Array<keyof typeof subjects>)('ClaimStore
     expect(await store.outbox.depth()).toBe(queued);
   });
 
-  test('outbox: due items oldest first, limited; reschedule moves an item; complete removes it', async () => {
+  test('outbox lease: due items oldest first, limited, hidden until the lease ends', async () => {
     await store.settlePaid('late', item('late', 3000), 60_000);
     await store.settlePaid('early', item('early', 1000), 60_000);
     await store.settlePaid('middle', item('middle', 2000), 60_000);
-    expect((await store.outbox.due(2500, 10)).map((i) => i.id)).toEqual(['early', 'middle']);
-    expect((await store.outbox.due(5000, 1)).map((i) => i.id)).toEqual(['early']);
-    await store.outbox.reschedule({ ...item('early', 4000), attempts: 2 });
-    const due = await store.outbox.due(3500, 10);
-    expect(due.map((i) => i.id)).toEqual(['middle', 'late']);
-    expect((await store.outbox.due(4000, 10)).find((i) => i.id === 'early')).toMatchObject({ attempts: 2, nextAttemptAt: 4000 });
-    await store.outbox.complete('middle');
-    expect(await store.outbox.depth()).toBe(2);
-    await store.outbox.complete('middle'); // idempotent
-    await store.outbox.reschedule(item('never-queued', 1)); // does not resurrect or create
-    expect(await store.outbox.depth()).toBe(2);
+    expect((await store.outbox.lease(2500, 1, 10_000)).map((i) => i.id)).toEqual(['early']);
+    // early is leased until 12_500: a second worker gets the next ones, never early
+    expect((await store.outbox.lease(3000, 10, 10_000)).map((i) => i.id)).toEqual(['middle', 'late']);
+    expect(await store.outbox.lease(12_000, 10, 10_000)).toEqual([]);
+    // a crashed worker's lease runs out: the item comes due again, unchanged
+    expect(await store.outbox.lease(12_500, 10, 10_000)).toEqual([item('early', 1000)]);
+    expect(await store.outbox.depth()).toBe(3);
+  });
+
+  test('of 10 workers leasing at once, each item goes to exactly one', async () => {
+    for (let i = 0; i < 40; i++) await store.settlePaid(`w${i}`, item(`w${i}`, i), 60_000);
+    const leases = await Promise.all(Array.from({ length: 10 }, () => store.outbox.lease(100, 7, 60_000)));
+    const ids = leases.flat().map((i) => i.id);
+    expect(ids).toHaveLength(40);
+    expect(new Set(ids).size).toBe(40);
+  });
+
+  test('outbox: reschedule ends the lease with a new due time; complete removes; neither resurrects', async () => {
+    await store.settlePaid('a', item('a', 0), 60_000);
+    const [leased] = await store.outbox.lease(10, 10, 60_000);
+    await store.outbox.reschedule({ ...leased!, attempts: 2, nextAttemptAt: 500 });
+    expect(await store.outbox.lease(499, 10, 60_000)).toEqual([]);
+    expect(await store.outbox.lease(500, 10, 60_000)).toEqual([{ ...item('a', 500), attempts: 2 }]);
+    await store.outbox.complete('a');
+    await store.outbox.complete('a'); // idempotent
+    await store.outbox.reschedule(item('a', 1)); // gone for good
+    await store.outbox.reschedule(item('never-queued', 1));
+    expect(await store.outbox.depth()).toBe(0);
+    expect(await store.outbox.lease(10_000, 10, 1)).toEqual([]);
+  });
+
+  test('outbox: the oldest waiting item’s enqueue time', async () => {
+    expect(await store.outbox.oldestEnqueuedAt()).toBeNull();
+    await store.settlePaid('x', { ...item('x'), enqueuedAt: 5000 }, 60_000);
+    await store.settlePaid('y', { ...item('y'), enqueuedAt: 3000 }, 60_000);
+    expect(await store.outbox.oldestEnqueuedAt()).toBe(3000);
+    await store.outbox.complete('y');
+    expect(await store.outbox.oldestEnqueuedAt()).toBe(5000);
+  });
+
+  test('dead letters: moved out of the outbox, listed oldest first, revived with attempts reset, dropped', async () => {
+    await store.settlePaid('d1', { ...item('d1'), attempts: 4 }, 60_000);
+    await store.settlePaid('d2', item('d2'), 60_000);
+    await store.outbox.deadLetter({ item: { ...item('d1'), attempts: 4 }, reason: 'Matomo answered 400', deadAt: 200 });
+    await store.outbox.deadLetter({ item: item('d2'), reason: 'too old', deadAt: 100 });
+    expect(await store.outbox.depth()).toBe(0);
+    expect(await store.outbox.oldestEnqueuedAt()).toBeNull();
+    expect(await store.deadLetters.count()).toBe(2);
+    expect(await store.deadLetters.list(10)).toEqual([
+      { item: item('d2'), reason: 'too old', deadAt: 100 },
+      { item: { ...item('d1'), attempts: 4 }, reason: 'Matomo answered 400', deadAt: 200 },
+    ]);
+    expect(await store.deadLetters.list(1)).toHaveLength(1);
+    expect(await store.deadLetters.revive('d1', 7000)).toBe(true);
+    expect(await store.deadLetters.revive('d1', 7000)).toBe(false);
+    expect(await store.outbox.lease(7000, 10, 1000)).toEqual([{ ...item('d1', 7000), attempts: 0 }]);
+    expect(await store.outbox.oldestEnqueuedAt()).toBe(1);
+    expect(await store.deadLetters.drop('d2')).toBe(true);
+    expect(await store.deadLetters.drop('d2')).toBe(false);
+    expect(await store.deadLetters.count()).toBe(0);
   });
 });
 
@@ -158,7 +207,14 @@ describe('RedisClaimStore specifics', () => {
       await store.settlePaid('y', item('y'), 60_000);
       const found = (await raw.keys(`*${siteId}*`)).sort();
       expect(found).toEqual(
-        [`{mst:${siteId}}:outbox:due`, `{mst:${siteId}}:outbox:items`, `{mst:${siteId}}:paid:y`, `{mst:${siteId}}:track:x`, `{mst:${siteId}}:track:y`].sort(),
+        [
+          `{mst:${siteId}}:outbox:age`,
+          `{mst:${siteId}}:outbox:due`,
+          `{mst:${siteId}}:outbox:items`,
+          `{mst:${siteId}}:paid:y`,
+          `{mst:${siteId}}:track:x`,
+          `{mst:${siteId}}:track:y`,
+        ].sort(),
       );
       expect(await raw.pTTL(`{mst:${siteId}}:track:x`)).toBeGreaterThan(59_000);
     } finally {

@@ -116,7 +116,7 @@ export interface Harness {
   page(orderId: string, cookie?: string): Promise<PageView>;
   /** Sends a correctly signed gateway callback. */
   notify(payload: object, options?: { secret?: string; timestamp?: number; gateway?: string }): Promise<request.Response>;
-  /** Waits until no Matomo send is in flight. */
+  /** Waits (up to 5 s) until the outbox is empty and no Matomo send is in flight. */
   settled(): Promise<void>;
   /** Serves the app on a real loopback port; later calls go over HTTP to it (for heavy concurrency). */
   listen(): Promise<string>;
@@ -161,7 +161,7 @@ export async function createHarness(options: HarnessOptions): Promise<Harness> {
     store: store.keyv,
     gateways: { acme: hmacGateway({ secret: GATEWAY_SECRET }) },
     logger: { warn: () => {}, error: () => {} },
-    delivery: { attempts: 3, backoffMs: 20, maxBackoffMs: 100 },
+    delivery: { backoffMs: 20, maxBackoffMs: 100, pollIntervalMs: 50 },
     lockWaitMs: 10_000,
     ...options.options,
   });
@@ -209,7 +209,10 @@ export async function createHarness(options: HarnessOptions): Promise<Harness> {
       return request(target).post(`/store/payment/notify/${gateway}`).set(signed.headers).send(signed.body);
     },
     async settled() {
-      for (let i = 0; i < 500 && (await tracking.stats()).delivery.inFlight > 0; i++) {
+      // the outbox is shared: settled when nothing waits in it and nothing is in this instance's hands
+      for (const deadline = Date.now() + 5000; Date.now() < deadline; ) {
+        const stats = await tracking.stats();
+        if (stats.outbox.depth === 0 && stats.delivery.inFlight === 0) return;
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
     },

@@ -47,11 +47,17 @@ describe.each(STORE_KINDS)('rules (%s store)', (kind) => {
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const port = (silent.address() as AddressInfo).port;
     try {
-      await start({ matomo: { domain: `127.0.0.1:${port}`, siteId: 1, protocol: 'http', timeoutMs: 60_000 } });
+      await start({ matomo: { domain: `127.0.0.1:${port}`, siteId: 1, protocol: 'http', timeoutMs: 30_000 } });
       const order = shop.orders.add({ id: 'A-2' });
       const response = await shop.notify(paid(order));
       expect(response.status).toBe(200);
-      const stats = await shop.tracking.stats();
+      // the answer is in, and the order is still being sent (or about to be)
+      let stats = await shop.tracking.stats();
+      expect(stats.delivery.sent).toBe(0);
+      for (const deadline = Date.now() + 5000; stats.delivery.inFlight === 0 && Date.now() < deadline; ) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        stats = await shop.tracking.stats();
+      }
       expect(stats.delivery.inFlight).toBe(1);
       expect(stats.delivery.sent).toBe(0);
       expect(shop.orders.paid.get('A-2')).toBe(1);

@@ -161,7 +161,15 @@ describe('resolveConfig: defaults', () => {
     expect(config.orders).toBe(orders);
     expect(config.gateways.size).toBe(0);
     expect(config.consent).toBe('matomo-cookies');
-    expect(config.delivery).toEqual({ attempts: 3, backoffMs: 1000, maxBackoffMs: 600_000 });
+    expect(config.delivery).toEqual({
+      backoffMs: 1000,
+      maxBackoffMs: 600_000,
+      giveUpAfterMs: 7 * 24 * 60 * 60 * 1000,
+      pollIntervalMs: 1000,
+      leaseMs: 60_000,
+      batchSize: 100,
+    });
+    expect(config.lockTtlMs).toBe(60_000);
     expect(config.checkoutCookie.secrets).toBeNull();
     expect(config.checkoutCookie.name).toBe('mst_checkout');
   });
@@ -200,5 +208,24 @@ describe('matomoServerTracking()', () => {
     } finally {
       await tracking.close();
     }
+  });
+});
+
+describe('delivery options', () => {
+  const orders = { getOrder: async () => null, markPaid: async () => {}, markPaymentUnconfirmed: async () => {} };
+  const base = { matomo: { domain: 'analytics.myshop.it', siteId: 3 }, orders };
+
+  test('a lease not longer than the request timeout is refused: another instance could send an order still in flight', () => {
+    expect(() => resolveConfig({ ...base, matomo: { ...base.matomo, timeoutMs: 5000 }, delivery: { leaseMs: 5000 } })).toThrow(
+      /delivery\.leaseMs: must be longer than matomo\.timeoutMs \(5000 ms\)/,
+    );
+  });
+
+  test('batchSize is at most 100 requests per bulk request', () => {
+    expect(() => resolveConfig({ ...base, delivery: { batchSize: 101 } })).toThrow(/delivery\.batchSize: must be at most 100/);
+  });
+
+  test('the removed `attempts` option is an unknown option, not silently ignored', () => {
+    expect(() => resolveConfig({ ...base, delivery: { attempts: 3 } })).toThrow(/delivery\.attempts: unknown option/);
   });
 });
