@@ -25,6 +25,7 @@ import {
   type RecordingOrders,
 } from '../helpers/harness';
 import { freePort } from '../helpers/redis-server';
+import { seeded } from '../helpers/random';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -142,18 +143,6 @@ async function enqueueDirectly(store: ClaimStore, siteId: number, orders: Order[
       }),
     );
   }
-}
-
-/** Small seeded PRNG (mulberry32), so that a failing run can be replayed with FAULT_SEED. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('delivery faults (Redis outbox, HTTP Matomo stand-in)', () => {

@@ -2,6 +2,7 @@ import { hmacValidator as HmacValidator } from '@adyen/api-library';
 import { ConfigError } from '../../src/errors';
 import { adyenGateway, type AdyenGatewayOptions } from '../../src/payments/adyen';
 import type { GatewayRequest, ProcessingResult, VerificationResult } from '../../src/payments/gateway';
+import { failure, events } from '../helpers/verification';
 
 const KEY = '44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056';
 const OLD_KEY = '0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF';
@@ -41,16 +42,6 @@ function request(body: string): GatewayRequest {
 
 async function verify(body: string, options: Partial<AdyenGatewayOptions> = {}): Promise<VerificationResult> {
   return adyenGateway({ hmacKeys: KEY, ...options }).verifyAndParse(request(body));
-}
-
-function failure(result: VerificationResult) {
-  expect(result.ok).toBe(false);
-  return result as Extract<VerificationResult, { ok: false }>;
-}
-
-function events(result: VerificationResult) {
-  if (!result.ok) throw new Error(`${result.kind}: ${result.reason}`);
-  return result.events;
 }
 
 describe('adyenGateway: signatures made by the official HmacValidator verify', () => {

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { ConfigError } from '../../src/errors';
 import type { GatewayRequest, VerificationResult } from '../../src/payments/gateway';
 import { computeHmacSignature, hmacGateway, signHmacPayload } from '../../src/payments/hmac';
+import { failure } from '../helpers/verification';
 
 const SECRET = 'acme-secret-0123456789abcdef';
 const OLD_SECRET = 'acme-old-secret-fedcba9876543210';
@@ -19,11 +20,6 @@ function signed(payload: string | object = PAYLOAD, secret = SECRET, timestamp =
 
 async function verify(req: GatewayRequest, secret: string | string[] = SECRET): Promise<VerificationResult> {
   return hmacGateway({ secret }).verifyAndParse(req);
-}
-
-function failure(result: VerificationResult) {
-  expect(result.ok).toBe(false);
-  return result as Extract<VerificationResult, { ok: false }>;
 }
 
 describe('hmacGateway: authentic notifications', () => {

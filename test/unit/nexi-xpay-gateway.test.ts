@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { ConfigError } from '../../src/errors';
 import type { GatewayRequest, VerificationResult } from '../../src/payments/gateway';
 import { computeNexiMac, nexiXPayGateway, type NexiMacAlgorithm, type NexiXPayGatewayOptions } from '../../src/payments/nexi-xpay';
+import { failure, events } from '../helpers/verification';
 
 interface NexiVectors {
   secret: string;
@@ -23,16 +24,6 @@ function request(raw: string | Buffer): GatewayRequest {
 
 async function verify(raw: string | Buffer, options: Partial<NexiXPayGatewayOptions> = {}): Promise<VerificationResult> {
   return nexiXPayGateway({ macKey: KEY, algorithm: 'sha1', ...options }).verifyAndParse(request(raw));
-}
-
-function failure(result: VerificationResult) {
-  expect(result.ok).toBe(false);
-  return result as Extract<VerificationResult, { ok: false }>;
-}
-
-function events(result: VerificationResult) {
-  if (!result.ok) throw new Error(`${result.kind}: ${result.reason}`);
-  return result.events;
 }
 
 const OUTCOME: Record<string, string> = { OK: 'paid', PEN: 'pending', KO: 'failed', ANNULLO: 'failed', ERRORE: 'failed' };

@@ -8,6 +8,7 @@ import {
   type PaypalIpnHttp,
   type PaypalIpnVerifyRequest,
 } from '../../src/payments/paypal-ipn';
+import { failure, events } from '../helpers/verification';
 
 const RECEIVER = 'shop@example.it';
 
@@ -62,16 +63,6 @@ function fakePaypal(answer: string | (() => Promise<{ status: number; body: stri
 
 async function verify(raw: string | Buffer, options: Partial<PaypalIpnGatewayOptions> = {}, paypal = fakePaypal()): Promise<VerificationResult> {
   return paypalIpnGateway({ receiverEmail: RECEIVER, http: paypal.http, ...options }).verifyAndParse(request(raw));
-}
-
-function failure(result: VerificationResult) {
-  expect(result.ok).toBe(false);
-  return result as Extract<VerificationResult, { ok: false }>;
-}
-
-function events(result: VerificationResult) {
-  if (!result.ok) throw new Error(`${result.kind}: ${result.reason}`);
-  return result.events;
 }
 
 describe('paypalIpnGateway: verification by postback', () => {

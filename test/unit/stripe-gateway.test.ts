@@ -3,6 +3,7 @@ import Stripe from 'stripe';
 import { ConfigError } from '../../src/errors';
 import type { GatewayRequest, VerificationResult } from '../../src/payments/gateway';
 import { stripeGateway, type StripeGatewayOptions } from '../../src/payments/stripe';
+import { failure, events } from '../helpers/verification';
 
 const SECRET = 'whsec_test_0123456789abcdefghijklmnop';
 const OLD_SECRET = 'whsec_old_fedcba9876543210zyxwvu';
@@ -64,16 +65,6 @@ function request(body: string, headers: IncomingHttpHeaders, skewSec = 0): Gatew
 
 async function verify(event: object | string, options: Partial<StripeGatewayOptions> = {}, sign = signed(event)): Promise<VerificationResult> {
   return stripeGateway({ webhookSecret: SECRET, ...options }).verifyAndParse(request(sign.body, { 'stripe-signature': sign.header }));
-}
-
-function failure(result: VerificationResult) {
-  expect(result.ok).toBe(false);
-  return result as Extract<VerificationResult, { ok: false }>;
-}
-
-function events(result: VerificationResult) {
-  if (!result.ok) throw new Error(`${result.kind}: ${result.reason}`);
-  return result.events;
 }
 
 describe('stripeGateway: headers made by the official stripe package verify', () => {
