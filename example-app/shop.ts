@@ -228,6 +228,9 @@ export async function createShop(options: ShopOptions = {}): Promise<Shop> {
       orders,
       store: keyv,
       gateways: { acme: hmacGateway({ secret: options.acmeSecret ?? DEMO_ACME_SECRET }) },
+      // The demo's matomo.js asks for no consent, so matomo.js tracks every visitor. A shop whose
+      // matomo.js uses requireConsent keeps the default, 'matomo-cookies'.
+      consent: 'not-required',
       // Warnings arrive as `warning` events too: printed once, by logEvents.
       logger: { warn: () => {}, error: options.log ? (message) => console.error(message) : () => {} },
       ...(options.checkoutSecret !== undefined && { checkoutCookie: { secret: options.checkoutSecret } }),

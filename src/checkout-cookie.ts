@@ -54,6 +54,14 @@ export class CheckoutBinding {
     else res.removeHeader('set-cookie');
   }
 
+  /**
+   * Loads a generated secret ahead of the first page view, so that a store outage later
+   * does not leave this instance unable to recognise buyers. Failures are retried on use.
+   */
+  preload(): void {
+    this.getSecrets().catch(() => {});
+  }
+
   /** Did this browser check out `orderId`? */
   async owns(req: Request, orderId: string): Promise<boolean> {
     return (this.readOrderIds(req, await this.getSecrets()) ?? []).includes(orderId);

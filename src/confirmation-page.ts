@@ -2,7 +2,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { CheckoutBinding } from './checkout-cookie';
 import { keys, type ClaimStore } from './claims';
 import type { ResolvedConfig } from './config';
-import { InvalidOrderError, MatomoTrackingError, StoreError } from './errors';
+import { asTrackingError, InvalidOrderError } from './errors';
 import type { Emit } from './events';
 import { isValidOrderId } from './matomo/request';
 import { buildOrderSnippet } from './matomo/snippet';
@@ -41,8 +41,9 @@ export interface ConfirmationHookDependencies {
 /**
  * The `/store/cart/checkout/success?id=…` hook: decides whether this page view
  * tracks the order, then always calls `next()` for the shop's own handler.
- * Nothing here throws into the page. When the store fails, the page tracks
- * (fail open): Matomo's unique order id is the backstop against a double count.
+ * Nothing here throws into the page. When the store fails to claim, the page
+ * tracks (fail open): Matomo's unique order id is the backstop against a double
+ * count. Ownership and consent never fail open.
  */
 export function createConfirmationHook(deps: ConfirmationHookDependencies) {
   const { store, binding, config, emit } = deps;
@@ -80,14 +81,15 @@ export function createConfirmationHook(deps: ConfirmationHookDependencies) {
   }
 
   function report(code: 'ERR_MST_ORDER_REPOSITORY' | 'ERR_MST_STORE' | 'ERR_MST_ORDER_INVALID', error: unknown, orderId: string): void {
-    const wrapped = error instanceof MatomoTrackingError ? error : new MatomoTrackingError(code, error instanceof Error ? error.message : String(error), { cause: error });
+    const wrapped = asTrackingError(error, code);
     emit('error', { code: wrapped.code, error: wrapped, orderId });
   }
 
   return async function matomoConfirmationPage(req: Request, res: Response, next: NextFunction): Promise<void> {
     const locals = res.locals.matomo;
     const orderId = req.query.id;
-    if (!isValidOrderId(orderId)) return next();
+    // A HEAD request or a speculative prefetch shows the page to nobody: it must not use up the claim.
+    if (req.method !== 'GET' || isPrefetch(req) || !isValidOrderId(orderId)) return next();
 
     let order: Order | null;
     try {
@@ -111,22 +113,37 @@ export function createConfirmationHook(deps: ConfirmationHookDependencies) {
       return next();
     }
 
+    // Ownership never fails open: a stranger must not see the order nor claim it, store or no store.
+    let owner = false;
+    try {
+      owner = await isBuyer(req, order);
+    } catch (error) {
+      report('ERR_MST_STORE', error, orderId);
+    }
+    if (!owner) {
+      emit('order:skipped', { orderId, channel: 'client', reason: 'not-owner' });
+      return next();
+    }
+    locals.order = order;
+
+    const consent = await decideConsent(req, config.consent);
+    if (!consent) {
+      // matomo.js holds the order back without consent: claiming it here would lose it.
+      // The server sends it, without personal data, when the payment is confirmed.
+      emit('order:skipped', { orderId, channel: 'client', reason: 'no-consent' });
+      return next();
+    }
+
     let claimed: boolean;
     try {
-      if (!(await isBuyer(req, order))) {
-        emit('order:skipped', { orderId, channel: 'client', reason: 'not-owner' });
-        return next();
-      }
-      locals.order = order;
       if (await paymentRefused(orderId)) {
         emit('order:skipped', { orderId, channel: 'client', reason: 'payment-not-confirmed' });
         return next();
       }
       claimed = await store.claim(keys.tracking(orderId), 'client', config.retentionMs);
     } catch (error) {
-      report('ERR_MST_STORE', error instanceof StoreError ? error : new StoreError(String(error), { cause: error }), orderId);
-      locals.order = order;
-      claimed = true; // fail open
+      report('ERR_MST_STORE', error, orderId);
+      claimed = true; // fail open: Matomo's unique order id is the backstop against a double count
     }
 
     if (claimed) {
@@ -143,4 +160,10 @@ export function createConfirmationHook(deps: ConfirmationHookDependencies) {
     }
     next();
   };
+}
+
+/** Browsers mark speculative loads (link prefetch, Speculation Rules, Safari/Firefox previews). */
+function isPrefetch(req: Request): boolean {
+  const purpose = `${req.get('sec-purpose') ?? ''} ${req.get('purpose') ?? ''} ${req.get('x-purpose') ?? ''} ${req.get('x-moz') ?? ''}`.toLowerCase();
+  return /\b(prefetch|prerender|preview)\b/.test(purpose);
 }

@@ -11,8 +11,7 @@ export type ErrorCode =
   | 'ERR_MST_AMOUNT_MISMATCH'
   | 'ERR_MST_ORDER_REPOSITORY'
   | 'ERR_MST_GATEWAY'
-  | 'ERR_MST_DELIVERY'
-  | 'ERR_MST_CLOSED';
+  | 'ERR_MST_DELIVERY';
 
 export class MatomoTrackingError extends Error {
   readonly code: ErrorCode;
@@ -67,4 +66,11 @@ export class InvalidOrderError extends MatomoTrackingError {
     super('ERR_MST_ORDER_INVALID', message);
     this.name = 'InvalidOrderError';
   }
+}
+
+/** Our error as it is, anything else wrapped with `code` (the cause kept for debugging). */
+export function asTrackingError(error: unknown, code: ErrorCode): MatomoTrackingError {
+  if (error instanceof MatomoTrackingError) return error;
+  if (code === 'ERR_MST_STORE') return new StoreError(error instanceof Error ? error.message : String(error), { cause: error });
+  return new MatomoTrackingError(code, error instanceof Error ? error.message : String(error), { cause: error });
 }

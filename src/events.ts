@@ -17,7 +17,9 @@ export type SkipReason =
   /** No such order. */
   | 'unknown-order'
   /** A verified notification refused the payment and none confirmed it since: the page must not count unpaid revenue. */
-  | 'payment-not-confirmed';
+  | 'payment-not-confirmed'
+  /** No analytics consent: matomo.js would hold the order back, so the page leaves it to the server (sent without personal data). */
+  | 'no-consent';
 
 export type IgnoredReason =
   /** This exact notification was processed before (redelivery). */

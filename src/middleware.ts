@@ -94,6 +94,7 @@ export function matomoServerTracking(options: MatomoServerTrackingOptions, overr
   // With server tracking off nothing is ever sent from the server, not even what an earlier configuration queued.
   if (config.serverTracking) worker.start();
   const binding = new CheckoutBinding(config.checkoutCookie, store, warn);
+  binding.preload();
   const settler = createSettler({
     store,
     config: { ...config, siteId },

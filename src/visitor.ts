@@ -114,7 +114,9 @@ export function withoutQuery(url: string | undefined): string | undefined {
  * recorded. Applied when capturing (nothing more is stored) and again when building the request.
  */
 export function withoutPersonalData(visitor: VisitorContext): VisitorContext {
-  const { userAgent: _ua, language: _lang, ip: _ip, userId: _uid, url, referrer, attribution, ...rest } = visitor;
+  // The `_pk_id` visitor id is a cookie identifier, personal data too: without consent the
+  // order gets a fresh random `cid` and is not linked to the visitor's browsing.
+  const { userAgent: _ua, language: _lang, ip: _ip, userId: _uid, visitorId: _vid, url, referrer, attribution, ...rest } = visitor;
   const minimised: VisitorContext = { ...rest };
   const strippedUrl = withoutQuery(url);
   if (strippedUrl) minimised.url = strippedUrl;

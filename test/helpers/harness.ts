@@ -163,6 +163,8 @@ export async function createHarness(options: HarnessOptions): Promise<Harness> {
     logger: { warn: () => {}, error: () => {} },
     delivery: { backoffMs: 20, maxBackoffMs: 100, pollIntervalMs: 50 },
     lockWaitMs: 10_000,
+    // the tests' browsers run no consent banner; consent tests pass 'matomo-cookies' or a function
+    consent: 'not-required',
     ...options.options,
   });
   const events: Harness['events'] = [];

@@ -14,8 +14,9 @@ describe('two instances sharing one Redis', () => {
     matomo = await startMatomo();
     const orders = createOrders();
     const siteId = uniqueSiteId();
-    a = await createHarness({ kind: 'redis', siteId, orders, matomo });
-    b = await createHarness({ kind: 'redis', siteId, orders, matomo });
+    const options = { consent: 'matomo-cookies' as const };
+    a = await createHarness({ kind: 'redis', siteId, orders, matomo, options });
+    b = await createHarness({ kind: 'redis', siteId, orders, matomo, options });
   });
 
   afterEach(async () => {
@@ -26,7 +27,7 @@ describe('two instances sharing one Redis', () => {
 
   test('the checkout cookie set by one instance proves ownership on the other (generated secret shared via the store)', async () => {
     a.orders.add({ id: 'X-1' });
-    const cookie = await a.checkout('X-1');
+    const cookie = `${await a.checkout('X-1')}; mtm_consent=1764761000000`;
     expect((await b.page('X-1', cookie)).trackOrder).toBe(true);
     expect((await a.page('X-1', cookie)).trackOrder).toBe(false);
     expect(a.events.map((e) => e.payload)).toContainEqual(expect.objectContaining({ code: 'WRN_MST_GENERATED_CHECKOUT_SECRET' }));

@@ -332,6 +332,17 @@ describe.each(STORE_KINDS)('rules (%s store)', (kind) => {
     expect(shop.matomo.requestsFor('M-1')).toHaveLength(1);
   });
 
+  test('a HEAD request or a browser prefetch of the confirmation page claims nothing; the real view then tracks', async () => {
+    await start();
+    shop.orders.add({ id: 'N-2' });
+    const cookie = await shop.checkout('N-2');
+    const url = '/store/cart/checkout/success?id=N-2';
+    expect((await request(shop.app).head(url).set('Cookie', cookie)).status).toBe(200);
+    const prefetch = await request(shop.app).get(url).set('Cookie', cookie).set('Sec-Purpose', 'prefetch;prerender');
+    expect(prefetch.body.trackOrder).toBe(false);
+    expect((await shop.page('N-2', cookie)).trackOrder).toBe(true);
+  });
+
   test('a forged checkout cookie is not this visitor’s', async () => {
     await start();
     shop.orders.add({ id: 'N-1' });

@@ -65,4 +65,18 @@ describe('the Redis store goes down and comes back', () => {
     expect(shop.orders.paid.get('DOWN-1')).toBe(1);
     expect(shop.matomo.requestsFor('DOWN-1')).toHaveLength(1);
   });
+
+  test('ownership never fails open: with the store down, a stranger gets no order and claims nothing', async () => {
+    // an instance started while the store is down: its generated checkout secret cannot be loaded
+    await redis.stop();
+    const fresh = await createHarness({ kind: 'redis', keyv, options: { storeTimeoutMs: 300, lockWaitMs: 200 } });
+    try {
+      fresh.orders.add({ id: 'VICTIM-1', userId: 'customer-42' });
+      expect(await fresh.page('VICTIM-1')).toMatchObject({ trackOrder: false, script: '', orderId: null });
+      expect(fresh.events).toContainEqual({ name: 'order:skipped', payload: { orderId: 'VICTIM-1', channel: 'client', reason: 'not-owner' } });
+      expect(fresh.events).toContainEqual({ name: 'error', payload: expect.objectContaining({ code: 'ERR_MST_STORE', orderId: 'VICTIM-1' }) });
+    } finally {
+      await fresh.close();
+    }
+  });
 });

@@ -31,7 +31,7 @@ describe.each(STORE_KINDS)('visitor fidelity (%s store)', (kind) => {
       kind,
       siteId,
       matomo,
-      options: { matomo: { domain: matomo.domain, siteId, protocol: 'http', ...(tokenAuth && { tokenAuth }) }, ...rest },
+      options: { matomo: { domain: matomo.domain, siteId, protocol: 'http', ...(tokenAuth && { tokenAuth }) }, consent: 'matomo-cookies', ...rest },
     });
     // Behind the shop's load balancer (here: the loopback hop of supertest).
     shop.app.set('trust proxy', 'loopback');
@@ -146,7 +146,10 @@ describe.each(STORE_KINDS)('visitor fidelity (%s store)', (kind) => {
     expect(['cip', 'uid', 'ua', 'lang'].filter((key) => key in sent.params)).toEqual([]);
     expect(sent.params.urlref).toBe('https://shop.example.test/store/cart');
     expect(sent.params._ref).toBe('https://news.example.org/article');
-    expect(sent.params).toMatchObject({ cid: VISITOR_ID, _rcn: 'spring-sale', ec_id: 'V-4' });
+    expect(sent.params).toMatchObject({ _rcn: 'spring-sale', ec_id: 'V-4' });
+    // the _pk_id cookie id is personal data too: a fresh random one instead
+    expect(sent.params.cid).toMatch(/^[0-9a-f]{16}$/);
+    expect(sent.params.cid).not.toBe(VISITOR_ID);
   });
 
   describe('User ID: the page and the server send the same one', () => {
@@ -180,14 +183,16 @@ describe.each(STORE_KINDS)('visitor fidelity (%s store)', (kind) => {
       expect((await paidAndSent('V-6b')).params.uid).toBe('erp-1001');
     });
 
-    test('consent refused on the page: no setUserId, the order is still tracked', async () => {
+    test('consent refused: the page leaves the order to the server, which sends it without User ID', async () => {
       await start({ useUserId: true, userId });
       shop.orders.add({ id: 'V-7', userId: 'erp-1002' });
       const cookies = await checkout('V-7', 'shop_session=customer-42');
-      const page = await shop.page('V-7', cookies);
-      expect(page.trackOrder).toBe(true);
-      expect(page.script).toContain('trackEcommerceOrder');
-      expect(page.script).not.toContain('setUserId');
+      // matomo.js would hold the order back without consent: the page must not claim it
+      expect(await shop.page('V-7', cookies)).toMatchObject({ trackOrder: false, script: '' });
+      expect(shop.events).toContainEqual({ name: 'order:skipped', payload: { orderId: 'V-7', channel: 'client', reason: 'no-consent' } });
+      const sent = await paidAndSent('V-7');
+      expect(sent.accepted).toBe(true);
+      expect(sent.params.uid).toBeUndefined();
     });
 
     test('useUserId off: no setUserId and no uid, whatever the consent', async () => {

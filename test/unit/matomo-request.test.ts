@@ -136,13 +136,20 @@ describe('visitor context matches Matomo’s reference tracker (cid, _rcn, _rck,
   describe.each(withVisitor.map((c) => [c.name, c] as const))('%s', (_name, reference) => {
     const cdtSeconds = reference.visitor!.cdt as number;
 
-    test.each([
-      ['with consent', true],
-      ['without consent', false],
-    ])('%s: the body as sent (cdt added at send time) matches', (_label, consent) => {
-      // The vector's URLs carry no query string, so stripping them without consent changes nothing.
-      const query = buildOrderQuery(reference.order, visitorOf(reference.visitor!, consent), options).toString();
+    test('with consent: the body as sent (cdt added at send time) matches', () => {
+      const query = buildOrderQuery(reference.order, visitorOf(reference.visitor!, true), options).toString();
       const body = new URLSearchParams(finalizeQuery(query, { cdtSeconds, tokenAuth: null }));
+      expectMatchesReference(queryOf(body), reference);
+    });
+
+    test('without consent: the same but for cid, a fresh random one instead of the cookie’s', () => {
+      // The vector's URLs carry no query string, so stripping them without consent changes nothing.
+      const query = buildOrderQuery(reference.order, visitorOf(reference.visitor!, false), options).toString();
+      const body = new URLSearchParams(finalizeQuery(query, { cdtSeconds, tokenAuth: null }));
+      const cid = body.get('cid');
+      expect(cid).toMatch(/^[0-9a-f]{16}$/);
+      expect(cid).not.toBe(reference.expected.cid);
+      body.set('cid', String(reference.expected.cid));
       expectMatchesReference(queryOf(body), reference);
     });
 
@@ -278,13 +285,14 @@ describe('consent refused: the order is recorded anonymously', () => {
     );
   });
 
-  test('URLs lose their query strings and fragments; campaign and visitor id stay', () => {
+  test('URLs lose their query strings and fragments; the campaign stays; the cookie’s visitor id does not', () => {
     const query = refused();
     expect(query.get('url')).toBe('https://shop.example.test/store/cart/checkout');
     expect(query.get('urlref')).toBe('https://shop.example.test/store/cart');
     expect(query.get('_ref')).toBe('https://news.example.org/article');
     expect(query.get('_rcn')).toBe('spring-sale');
-    expect(query.get('cid')).toBe('0123456789abcdef');
+    expect(query.get('cid')).toMatch(/^[0-9a-f]{16}$/);
+    expect(query.get('cid')).not.toBe('0123456789abcdef');
   });
 
   test('and nothing personal in the body as sent, even with a token', () => {

@@ -140,10 +140,9 @@ describe('captureVisitor without consent: nothing personal is stored', () => {
     'X-Forwarded-For': '203.0.113.7',
   };
 
-  test('no consent cookie: no user agent, language, IP or User ID; URLs lose query and fragment', async () => {
+  test('no consent cookie: no visitor id, user agent, language, IP or User ID; URLs lose query and fragment', async () => {
     const visitor = await capture({ useUserId: true, userId: () => 'customer-42' }, headers, { trustProxy: 'loopback' });
     expect(visitor).toEqual({
-      visitorId: '0123456789abcdef',
       attribution: { campaignName: 'spring-sale', campaignKeyword: 'shoes', timestampSeconds: 1764761000, referrerUrl: 'https://news.example.org/article' },
       url: 'http://shop.example.test/store/cart/checkout',
       referrer: 'https://shop.example.test/store/cart',
@@ -179,9 +178,8 @@ describe('withoutPersonalData', () => {
     capturedAt: NOW,
   };
 
-  test('keeps visitor id, campaign and the path of each URL; drops the rest', () => {
+  test('keeps the campaign and the path of each URL; drops the rest, visitor id included', () => {
     expect(withoutPersonalData(full)).toEqual({
-      visitorId: '0123456789abcdef',
       attribution: { campaignName: '', campaignKeyword: '', timestampSeconds: 1764761000, referrerUrl: 'https://www.google.com/search' },
       url: 'https://shop.example.test/checkout',
       referrer: 'https://shop.example.test/cart',
