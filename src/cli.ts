@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util';
 import KeyvRedis from '@keyv/redis';
 import { RedisClaimStore } from './claims/redis';
-import type { DeadLetter } from './claims';
+import { reviveDeadLetters, type DeadLetter } from './claims';
 
 const USAGE = `Usage: matomo-server-tracking dead-letters <command> --redis <url> --site <id>
 
@@ -121,22 +121,18 @@ function describe({ item, reason, deadAt }: DeadLetter): string {
 
 async function retry(store: RedisClaimStore, target: string, io: CliIo): Promise<number> {
   if (target !== 'all') {
-    if (!(await store.deadLetters.revive(target, Date.now()))) {
+    if ((await reviveDeadLetters(store, target, Date.now)) === 0) {
       io.err(`No dead letter for order '${target}'.\n`);
       return 1;
     }
     io.out(`Order ${target} is back in the outbox.\n`);
     return 0;
   }
-  const total = await store.deadLetters.count();
-  const progress = progressBar(total, io);
-  let done = 0;
-  for (let page = await store.deadLetters.list(100); page.length > 0; page = await store.deadLetters.list(100)) {
-    for (const letter of page) {
-      if (await store.deadLetters.revive(letter.item.id, Date.now())) done++;
-      progress(done);
-    }
-  }
+  let progress: ((done: number) => void) | null = null;
+  const done = await reviveDeadLetters(store, 'all', Date.now, (count, total) => {
+    progress ??= progressBar(total, io);
+    progress(count);
+  });
   io.out(`${done} order(s) back in the outbox.\n`);
   return 0;
 }

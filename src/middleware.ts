@@ -1,6 +1,6 @@
 import { Router, type Request } from 'express';
 import { CheckoutBinding } from './checkout-cookie';
-import { createClaimStore } from './claims';
+import { createClaimStore, reviveDeadLetters } from './claims';
 import { resolveConfig, type MatomoServerTrackingOptions } from './config';
 import { createConfirmationHook } from './confirmation-page';
 import { InvalidOrderError, MatomoTrackingError } from './errors';
@@ -142,14 +142,7 @@ export function matomoServerTracking(options: MatomoServerTrackingOptions, overr
   const deadLetters: DeadLetterApi = {
     list: (limit = 100) => store.deadLetters.list(limit),
     async retry(id) {
-      let revived = 0;
-      if (id === 'all') {
-        for (let page = await store.deadLetters.list(100); page.length > 0; page = await store.deadLetters.list(100)) {
-          for (const letter of page) if (await store.deadLetters.revive(letter.item.id, config.now())) revived++;
-        }
-      } else if (await store.deadLetters.revive(id, config.now())) {
-        revived++;
-      }
+      const revived = await reviveDeadLetters(store, id, config.now);
       if (revived > 0 && config.serverTracking) worker.wake();
       return revived;
     },

@@ -13,6 +13,8 @@ export interface OutboxItem {
   attempts: number;
   /** Not to be sent before this time (ms). */
   nextAttemptAt: number;
+  /** When a person sent it back from the dead letters (ms): the give-up age counts from then. */
+  revivedAt?: number;
 }
 
 /** An order Matomo refused for good, or that could not be delivered in time: kept for a person to look at. */
@@ -66,7 +68,7 @@ export interface ClaimStore {
     complete(id: string): Promise<void>;
     /** Stores the item's new attempt count and due time (ends its lease). No-op when it left the outbox. */
     reschedule(item: OutboxItem): Promise<void>;
-    /** Moves the item from the outbox to the dead letters. */
+    /** Moves the item from the outbox to the dead letters; no-op when it already left the outbox (another worker delivered it). */
     deadLetter(letter: DeadLetter): Promise<void>;
     /** Items waiting, due or leased. */
     depth(): Promise<number>;
@@ -77,7 +79,7 @@ export interface ClaimStore {
     /** Oldest first. */
     list(limit: number): Promise<DeadLetter[]>;
     count(): Promise<number>;
-    /** Back into the outbox, due at `now`, with its attempts reset. `false` when there is no such dead letter. */
+    /** Back into the outbox, due at `now`, attempts reset, `revivedAt = now`. `false` when there is no such dead letter. */
     revive(id: string, now: number): Promise<boolean>;
     drop(id: string): Promise<boolean>;
   };

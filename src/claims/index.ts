@@ -7,6 +7,7 @@ export type { ClaimStore, DeadLetter, OutboxItem, SettlePaidResult } from './cla
 export { keys } from './claim-store';
 export { MemoryClaimStore } from './memory';
 export { RedisClaimStore } from './redis';
+export { reviveDeadLetters } from './revive';
 
 function isKeyvRedis(adapter: unknown): adapter is KeyvRedisLike {
   return (

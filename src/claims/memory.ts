@@ -80,7 +80,7 @@ export class MemoryClaimStore implements ClaimStore {
       if (this.items.has(item.id)) this.items.set(item.id, { item: { ...item }, dueAt: item.nextAttemptAt });
     },
     deadLetter: async (letter: DeadLetter): Promise<void> => {
-      this.items.delete(letter.item.id);
+      if (!this.items.delete(letter.item.id)) return;
       this.dead.set(letter.item.id, { ...letter, item: { ...letter.item } });
     },
     depth: async (): Promise<number> => this.items.size,
@@ -102,7 +102,7 @@ export class MemoryClaimStore implements ClaimStore {
       const letter = this.dead.get(id);
       if (!letter) return false;
       this.dead.delete(id);
-      this.items.set(id, { item: { ...letter.item, attempts: 0, nextAttemptAt: now }, dueAt: now });
+      this.items.set(id, { item: { ...letter.item, attempts: 0, nextAttemptAt: now, revivedAt: now }, dueAt: now });
       return true;
     },
     drop: async (id: string): Promise<boolean> => this.dead.delete(id),

@@ -91,6 +91,7 @@ return 1`;
 
 // KEYS: due, items, age, dead items, dead index. ARGV: id, letter json, dead at
 const DEAD_LETTER = `
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
@@ -105,6 +106,7 @@ if not json then return 0 end
 local item = cjson.decode(json).item
 item.attempts = 0
 item.nextAttemptAt = tonumber(ARGV[2])
+item.revivedAt = tonumber(ARGV[2])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(item))
@@ -118,10 +120,12 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return redis.call('HDEL', KEYS[1], ARGV[1])`;
 
 // KEYS: dead items, dead index. ARGV: limit
+// (HGET one by one: unpack() of thousands of ids would overflow Lua's stack.)
 const LIST_DEAD = `
 local ids = redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1)
-if #ids == 0 then return {} end
-return redis.call('HMGET', KEYS[1], unpack(ids))`;
+local letters = {}
+for i, id in ipairs(ids) do letters[i] = redis.call('HGET', KEYS[1], id) or '' end
+return letters`;
 
 const COUNT = `return redis.call('ZCARD', KEYS[1])`;
 
@@ -210,8 +214,8 @@ export class RedisClaimStore implements ClaimStore {
 
   readonly deadLetters = {
     list: async (limit: number): Promise<DeadLetter[]> => {
-      const reply = (await this.run(LIST_DEAD, DEAD_KEYS, [String(limit)])) as Array<string | null>;
-      return reply.filter((json): json is string => typeof json === 'string').map((json) => JSON.parse(json) as DeadLetter);
+      const reply = (await this.run(LIST_DEAD, DEAD_KEYS, [String(limit)])) as string[];
+      return reply.filter((json) => json !== '').map((json) => JSON.parse(json) as DeadLetter);
     },
     count: async (): Promise<number> => Number(await this.run(COUNT, [keys.deadIndex()], [])),
     revive: async (id: string, now: number): Promise<boolean> => (await this.run(REVIVE, [...OUTBOX_KEYS, ...DEAD_KEYS], [id, String(now)])) === 1,

@@ -12,8 +12,6 @@ const JSON_TYPE = 'application/json';
 const CDT_WITHOUT_TOKEN_MS = 23 * 60 * 60 * 1000;
 /** After the deadline and the abort, how long close() still waits for a send to wind down. */
 const CLOSE_GRACE_MS = 500;
-/** Matomo's bulk endpoint takes any number, but a smaller request fails and retries more cheaply. */
-export const MAX_BATCH = 100;
 /** Bulk answers that condemn the batch but not necessarily each order in it: 400 (some invalid), 413 (too large). */
 const RESEND_ALONE = new Set([400, 413]);
 
@@ -154,7 +152,8 @@ export class OutboxWorker {
     try {
       const live: OutboxItem[] = [];
       for (const item of items) {
-        if (now - item.enqueuedAt > this.config.giveUpAfterMs) {
+        // from the payment, or from the moment a person sent it back from the dead letters
+        if (now - Math.max(item.enqueuedAt, item.revivedAt ?? 0) > this.config.giveUpAfterMs) {
           await this.dead(
             item,
             `not delivered within ${formatDuration(this.config.giveUpAfterMs)} of the payment (delivery.giveUpAfterMs)${item.attempts > 0 ? ` after ${item.attempts} failed tries` : ''}`,

@@ -187,15 +187,39 @@ describe.each(Object.keys(subjects) as Array<keyof typeof subjects>)('ClaimStore
     expect(await store.deadLetters.list(1)).toHaveLength(1);
     expect(await store.deadLetters.revive('d1', 7000)).toBe(true);
     expect(await store.deadLetters.revive('d1', 7000)).toBe(false);
-    expect(await store.outbox.lease(7000, 10, 1000)).toEqual([{ ...item('d1', 7000), attempts: 0 }]);
+    expect(await store.outbox.lease(7000, 10, 1000)).toEqual([{ ...item('d1', 7000), attempts: 0, revivedAt: 7000 }]);
     expect(await store.outbox.oldestEnqueuedAt()).toBe(1);
     expect(await store.deadLetters.drop('d2')).toBe(true);
     expect(await store.deadLetters.drop('d2')).toBe(false);
     expect(await store.deadLetters.count()).toBe(0);
   });
+
+  test('dead-lettering an item that already left the outbox (delivered by another worker) changes nothing', async () => {
+    await store.settlePaid('gone', item('gone'), 60_000);
+    await store.outbox.complete('gone');
+    await store.outbox.deadLetter({ item: item('gone'), reason: 'late worker', deadAt: 1 });
+    expect(await store.deadLetters.count()).toBe(0);
+  });
 });
 
 describe('RedisClaimStore specifics', () => {
+  test('listing thousands of dead letters works (no Lua unpack limit)', async () => {
+    const keyv = new Keyv({ store: new KeyvRedis(redisUrl(), { throwOnErrors: true }) });
+    const store = createClaimStore(keyv, { siteId: uniqueSiteId(), timeoutMs: 5000, now: Date.now });
+    try {
+      const ids = Array.from({ length: 9000 }, (_, i) => `many-${i}`);
+      for (let i = 0; i < ids.length; i += 500) {
+        await Promise.all(ids.slice(i, i + 500).map((id) => store.settlePaid(id, item(id), 60_000)));
+      }
+      await Promise.all(ids.map((id, i) => store.outbox.deadLetter({ item: item(id), reason: 'x', deadAt: i })));
+      const letters = await store.deadLetters.list(10_000);
+      expect(letters).toHaveLength(9000);
+      expect(letters[8999]!.item.id).toBe('many-8999');
+    } finally {
+      await keyv.disconnect();
+    }
+  }, 60_000);
+
   test('every key lives under the site’s hash tag {mst:<siteId>} (Redis Cluster routes them to one slot)', async () => {
     const siteId = uniqueSiteId();
     const keyv = new Keyv({ store: new KeyvRedis(redisUrl(), { throwOnErrors: true }) });

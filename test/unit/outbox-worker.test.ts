@@ -419,6 +419,21 @@ describe('OutboxWorker: the retry table, one order per request', () => {
     expect(r.of('error')).toEqual([expect.objectContaining({ code: 'ERR_MST_DELIVERY', orderId: 'IT-OLD' })]);
   });
 
+  test('R10 a given-up order sent back from the dead letters is sent, not given up again at once', async () => {
+    const r = rig();
+    await enqueue(r.store, 'IT-REVIVED', { enqueuedAt: START - 7 * DAY_MS - 1, nextAttemptAt: START });
+    r.worker.start();
+    await tick(0);
+    expect(await r.store.deadLetters.count()).toBe(1);
+    expect(await r.store.deadLetters.revive('IT-REVIVED', START)).toBe(true);
+    r.worker.wake();
+    await tick(0);
+    expect(r.transport.posts).toHaveLength(1);
+    // the payment time is still what Matomo gets as the order time (with a token; without one cdt is dropped when late)
+    expect(r.of('order:tracked')).toEqual([{ orderId: 'IT-REVIVED', channel: 'server' }]);
+    expect(await r.store.deadLetters.count()).toBe(0);
+  });
+
   test('R10 an order that keeps failing is retried until giveUpAfterMs, then dead-lettered', async () => {
     const r = await oneOrder([], { giveUpAfterMs: 10_000, backoffMs: 1000, maxBackoffMs: 2000, pollIntervalMs: 100 }, answer(503));
     for (let t = 0; t < 15_000; t += 500) {
