@@ -3,7 +3,7 @@ import type { Request, Response } from 'express';
 import { keys, type ClaimStore } from './claims';
 import type { ResolvedConfig } from './config';
 import { parseCookies } from './cookies';
-import { Warnings } from './logger';
+import { Warnings, type Warn } from './logger';
 
 /** Orders one browser stays bound to; older ones drop out (a buyer rarely has more in flight). */
 const MAX_ORDERS_PER_COOKIE = 5;
@@ -22,7 +22,7 @@ export class CheckoutBinding {
   constructor(
     private readonly config: ResolvedConfig['checkoutCookie'],
     private readonly store: ClaimStore,
-    private readonly warn: (warning: (typeof Warnings)[keyof typeof Warnings]) => void,
+    private readonly warn: Warn,
   ) {
     if (config.secrets) this.secrets = Promise.resolve(config.secrets);
   }

@@ -42,7 +42,8 @@ export interface TrackingEvents {
   'delivery:retry': [{ orderId: string; attempt: number; status: number | null; reason: string; delayMs: number }];
   /** An order was given up and moved to the dead letters. */
   'delivery:dead': [{ orderId: string; reason: string }];
-  warning: [{ code: string; message: string }];
+  /** Coded warning; `orderId` when it concerns one order (e.g. `WRN_MST_CDT_DROPPED`). Logged once per code, emitted every time. */
+  warning: [{ code: string; message: string; orderId?: string }];
   error: [{ code: ErrorCode; error: Error; orderId?: string }];
 }
 

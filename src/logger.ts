@@ -38,3 +38,7 @@ export const Warnings = {
 } as const;
 
 export type WarningCode = (typeof Warnings)[keyof typeof Warnings]['code'];
+
+export type Warning = (typeof Warnings)[keyof typeof Warnings];
+/** Reports a coded warning: a `warning` event every time, a log line once per code. */
+export type Warn = (warning: Warning, context?: { orderId?: string }) => void;

@@ -3,10 +3,10 @@ import { CheckoutBinding } from './checkout-cookie';
 import { createClaimStore, reviveDeadLetters } from './claims';
 import { resolveConfig, type MatomoServerTrackingOptions } from './config';
 import { createConfirmationHook } from './confirmation-page';
-import { InvalidOrderError, MatomoTrackingError } from './errors';
+import { asTrackingError, InvalidOrderError, MatomoTrackingError } from './errors';
 import { createEmitter, type TrackingEventEmitter } from './events';
-import { Warnings } from './logger';
-import { createUndiciTransport, type MatomoTransport } from './matomo/client';
+import { Warnings, type Warn } from './logger';
+import { createUndiciTransport } from './matomo/client';
 import { OutboxWorker } from './matomo/outbox-worker';
 import type { DeadLetter } from './claims';
 import { isValidOrderId } from './matomo/request';
@@ -57,16 +57,11 @@ export interface MatomoServerTracking extends Router {
   close(options?: { timeoutMs?: number }): Promise<void>;
 }
 
-/** Internal seams for tests: a scripted Matomo transport. */
-export interface InternalOverrides {
-  transport?: MatomoTransport;
-}
-
 /**
  * Creates the middleware. Validates everything first and throws a `ConfigError`
  * listing every problem: nothing is started when the options are wrong.
  */
-export function matomoServerTracking(options: MatomoServerTrackingOptions, overrides: InternalOverrides = {}): MatomoServerTracking {
+export function matomoServerTracking(options: MatomoServerTrackingOptions): MatomoServerTracking {
   const config = resolveConfig(options);
   const { siteId } = config.matomo;
   const store = createClaimStore(config.store, { siteId, timeoutMs: config.storeTimeoutMs, now: config.now });
@@ -80,16 +75,17 @@ export function matomoServerTracking(options: MatomoServerTrackingOptions, overr
     else if (name === 'error') counters.errors++;
   });
 
-  const warned = new Set<string>();
-  const warn = (warning: (typeof Warnings)[keyof typeof Warnings]) => {
-    if (warned.has(warning.code)) return;
-    warned.add(warning.code);
-    config.logger.warn(`matomo-server-tracking ${warning.code}: ${warning.message}`);
-    emit('warning', { code: warning.code, message: warning.message });
+  const logged = new Set<string>();
+  const warn: Warn = (warning, context = {}) => {
+    if (!logged.has(warning.code)) {
+      logged.add(warning.code);
+      config.logger.warn(`matomo-server-tracking ${warning.code}: ${warning.message}`);
+    }
+    emit('warning', { code: warning.code, message: warning.message, ...context });
   };
   if (store.kind === 'memory' && process.env.NODE_ENV === 'production') warn(Warnings.MEMORY_STORE_IN_PRODUCTION);
 
-  const transport = overrides.transport ?? createUndiciTransport(config.matomo.endpoint, config.matomo.timeoutMs);
+  const transport = createUndiciTransport(config.matomo.endpoint, config.matomo.timeoutMs);
   const worker = new OutboxWorker(store, transport, { ...config.delivery, tokenAuth: config.matomo.tokenAuth, now: config.now }, emit, warn);
   // With server tracking off nothing is ever sent from the server, not even what an earlier configuration queued.
   if (config.serverTracking) worker.start();
@@ -129,12 +125,16 @@ export function matomoServerTracking(options: MatomoServerTrackingOptions, overr
   async function captureCheckout(req: Request, orderId: string): Promise<void> {
     try {
       if (!isValidOrderId(orderId)) throw new InvalidOrderError(`captureCheckout: order id must be a string of 1 to 100 characters`);
-      if (!req.res) throw new MatomoTrackingError('ERR_MST_CONFIG', 'captureCheckout needs the Express request of the checkout (req.res is missing)');
+      const res = req.res;
+      if (!res) throw new MatomoTrackingError('ERR_MST_CONFIG', 'captureCheckout needs the Express request of the checkout (req.res is missing)');
+      if (res.headersSent) {
+        throw new MatomoTrackingError('ERR_MST_CONFIG', 'captureCheckout ran after the response was sent: await it before redirecting, it sets the checkout cookie');
+      }
       const visitor = await captureVisitor(req, config);
-      await Promise.all([binding.bind(req, req.res, orderId), saveVisitor(store, orderId, visitor, config.retentionMs)]);
+      await Promise.all([binding.bind(req, res, orderId), saveVisitor(store, orderId, visitor, config.retentionMs)]);
     } catch (error) {
-      const wrapped =
-        error instanceof MatomoTrackingError ? error : new MatomoTrackingError('ERR_MST_STORE', error instanceof Error ? error.message : String(error), { cause: error });
+      // What is left once our own errors are out is the store failing.
+      const wrapped = asTrackingError(error, 'ERR_MST_STORE');
       emit('error', { code: wrapped.code, error: wrapped, orderId: String(orderId) });
     }
   }

@@ -47,6 +47,8 @@ export interface ClaimStore {
   claim(key: string, owner: string, ttlMs: number): Promise<boolean>;
   get(key: string): Promise<string | null>;
   set(key: string, value: string, ttlMs: number): Promise<void>;
+  /** Sets a new ttl on `key` only while it still holds `owner` (keeping a lock alive). `true` when it did. */
+  extendClaim(key: string, owner: string, ttlMs: number): Promise<boolean>;
   /** Deletes `key` only while it still holds `owner` (releasing a lock we own). */
   release(key: string, owner: string): Promise<boolean>;
   /**

@@ -38,6 +38,12 @@ export class MemoryClaimStore implements ClaimStore {
     this.write(key, value, ttlMs);
   }
 
+  async extendClaim(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    if (this.read(key) !== owner) return false;
+    this.write(key, owner, ttlMs);
+    return true;
+  }
+
   async release(key: string, owner: string): Promise<boolean> {
     if (this.read(key) !== owner) return false;
     this.entries.delete(key);

@@ -30,6 +30,10 @@ const GET = `return redis.call('GET', KEYS[1])`;
 
 const SET = `redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1`;
 
+const EXTEND = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+
 const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
@@ -168,6 +172,10 @@ export class RedisClaimStore implements ClaimStore {
 
   async set(key: string, value: string, ttlMs: number): Promise<void> {
     await this.run(SET, [key], [value, String(ttlMs)]);
+  }
+
+  async extendClaim(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    return (await this.run(EXTEND, [key], [owner, String(ttlMs)])) === 1;
   }
 
   async release(key: string, owner: string): Promise<boolean> {

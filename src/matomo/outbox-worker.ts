@@ -1,7 +1,7 @@
 import type { ClaimStore, OutboxItem } from '../claims';
-import { MatomoTrackingError } from '../errors';
+import { asTrackingError, MatomoTrackingError } from '../errors';
 import type { Emit } from '../events';
-import { Warnings } from '../logger';
+import { Warnings, type Warn } from '../logger';
 import type { MatomoResponse, MatomoTransport } from './client';
 import { finalizeQuery } from './request';
 import { backoffDelay, bulkFates, classify, type Attempt } from './retry-policy';
@@ -31,7 +31,6 @@ export interface OutboxWorkerConfig {
   now: () => number;
 }
 
-type Warn = (warning: (typeof Warnings)[keyof typeof Warnings]) => void;
 
 /**
  * Delivers the durable outbox to Matomo. Every instance runs one; they share the
@@ -134,7 +133,7 @@ export class OutboxWorker {
           }
         } while (this.again && !this.stop.signal.aborted);
       } catch (error) {
-        this.fail(error instanceof MatomoTrackingError ? error : new MatomoTrackingError('ERR_MST_STORE', messageOf(error), { cause: error }));
+        this.fail(asTrackingError(error, 'ERR_MST_STORE'));
       } finally {
         this.cycle = null;
         this.schedule(this.config.pollIntervalMs);
@@ -252,7 +251,7 @@ export class OutboxWorker {
     let cdtSeconds: number | null = Math.floor(item.enqueuedAt / 1000);
     if (!this.config.tokenAuth && age > CDT_WITHOUT_TOKEN_MS) {
       cdtSeconds = null;
-      this.warn(Warnings.CDT_DROPPED);
+      this.warn(Warnings.CDT_DROPPED, { orderId: item.orderId });
     }
     let query = item.query;
     if (!this.config.tokenAuth && query.includes('cip=')) {

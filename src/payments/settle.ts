@@ -22,7 +22,7 @@ export interface SettleDependencies {
   store: ClaimStore;
   config: Pick<ResolvedConfig, 'orders' | 'serverTracking' | 'useUserId' | 'retentionMs' | 'lockWaitMs' | 'lockTtlMs' | 'now' | 'matomo'> & { siteId: number };
   emit: Emit;
-  /** Hands a freshly enqueued item to the sender. */
+  /** An item was just enqueued: wake the outbox worker. */
   deliver(item: OutboxItem): void;
 }
 
@@ -32,8 +32,11 @@ export function paymentMismatch(order: Order, event: PaymentEvent): string | nul
   if (!sameAmount(event.amount, order.revenue)) {
     return `amount ${String(event.amount)} does not match the order total ${formatAmount(order.revenue)}`;
   }
-  if (order.currency && event.currency && order.currency.toUpperCase() !== event.currency.toUpperCase()) {
-    return `currency ${event.currency} does not match the order currency ${order.currency}`;
+  if (order.currency) {
+    if (!event.currency) return `the notification confirms no currency, the order is in ${order.currency}`;
+    if (order.currency.toUpperCase() !== event.currency.toUpperCase()) {
+      return `currency ${event.currency} does not match the order currency ${order.currency}`;
+    }
   }
   return null;
 }
@@ -59,7 +62,10 @@ export function createSettler(deps: SettleDependencies) {
 
   async function settle(event: PaymentEvent): Promise<SettleOutcome> {
     if (!isValidOrderId(event.orderId)) {
-      throw new InvalidOrderError(`order id must be 1 to 100 characters, got ${String(event.orderId).length} characters`);
+      // Authentic, but no order of this shop can have such an id (Matomo's limit is ours too):
+      // a payment on a shared gateway account. Retrying cannot help, so acknowledge it.
+      unknownOrder(event, `names an order id of ${String(event.orderId).length} characters, longer than any order of this shop`);
+      return { status: 'unknown-order' };
     }
     const lockKey = keys.orderLock(event.orderId);
     const token = randomBytes(12).toString('base64url');
@@ -71,13 +77,29 @@ export function createSettler(deps: SettleDependencies) {
     if (!acquired) {
       return { status: 'retry', reason: `another notification for order ${event.orderId} is still being processed` };
     }
+    // Keep the lock while the shop's markPaid runs, however long: if it expired, a retry
+    // of the gateway could take the order and call markPaid a second time.
+    const keepAlive = setInterval(() => {
+      store.extendClaim(lockKey, token, config.lockTtlMs).catch(() => {});
+    }, Math.max(50, Math.floor(config.lockTtlMs / 3)));
+    keepAlive.unref();
     try {
       return await settleLocked(event);
     } finally {
+      clearInterval(keepAlive);
       await store.release(lockKey, token).catch(() => {
         // The lock expires by itself after lockTtlMs.
       });
     }
+  }
+
+  function unknownOrder(event: PaymentEvent, what: string): void {
+    emit('order:skipped', { orderId: event.orderId, channel: 'server', reason: 'unknown-order' });
+    emit('error', {
+      code: 'ERR_MST_ORDER_REPOSITORY',
+      error: new MatomoTrackingError('ERR_MST_ORDER_REPOSITORY', `a verified ${event.gateway} notification ${what}`),
+      orderId: event.orderId,
+    });
   }
 
   async function settleLocked(event: PaymentEvent): Promise<SettleOutcome> {
@@ -89,12 +111,7 @@ export function createSettler(deps: SettleDependencies) {
     }
     const order = await repository('getOrder', () => config.orders.getOrder(orderId));
     if (!order) {
-      emit('order:skipped', { orderId, channel: 'server', reason: 'unknown-order' });
-      emit('error', {
-        code: 'ERR_MST_ORDER_REPOSITORY',
-        error: new MatomoTrackingError('ERR_MST_ORDER_REPOSITORY', `a verified ${event.gateway} notification names order ${orderId}, which getOrder() does not know`),
-        orderId,
-      });
+      unknownOrder(event, `names order ${orderId}, which getOrder() does not know`);
       return { status: 'unknown-order' };
     }
     const alreadyPaid = (await store.get(keys.paid(orderId))) !== null;

@@ -77,6 +77,16 @@ describe.each(Object.keys(subjects) as Array<keyof typeof subjects>)('ClaimStore
     expect(await store.get('lock')).toBeNull();
   });
 
+  test('extendClaim keeps the owner’s claim alive, and only the owner’s', async () => {
+    await store.claim('lease', 'me', 100);
+    expect(await store.extendClaim('lease', 'someone-else', 60_000)).toBe(false);
+    expect(await store.extendClaim('lease', 'me', 60_000)).toBe(true);
+    await subject.elapse(150);
+    expect(await store.get('lease')).toBe('me');
+    expect(await store.extendClaim('missing', 'me', 60_000)).toBe(false);
+    expect(await store.get('missing')).toBeNull();
+  });
+
   test('set overwrites and get reads; a missing key reads null', async () => {
     expect(await store.get('missing')).toBeNull();
     await store.set('v', 'one', 60_000);

@@ -145,6 +145,7 @@ describe.each(STORE_KINDS)('rules (%s store)', (kind) => {
     ['amount', { amount: '24.99' }, /amount 24\.99 does not match the order total 25/],
     ['currency', { currency: 'USD' }, /currency USD does not match the order currency EUR/],
     ['missing amount', { amount: undefined }, /confirms no amount/],
+    ['missing currency', { currency: undefined }, /confirms no currency, the order is in EUR/],
   ])('paid but %s mismatch: not paid, markPaymentUnconfirmed(reason), error event, nothing sent', async (_name, extra, reason) => {
     await start();
     const order = shop.orders.add({ id: 'G-1', revenue: 25, currency: 'EUR' });
@@ -270,6 +271,27 @@ describe.each(STORE_KINDS)('rules (%s store)', (kind) => {
     expect(response.status).toBe(200);
     expect(eventNames('error')).toContainEqual(expect.objectContaining({ code: 'ERR_MST_ORDER_REPOSITORY', orderId: 'NOPE-1' }));
     expect(shop.matomo.received).toHaveLength(0);
+  });
+
+  test('a verified callback naming an order id longer than any order (101 characters): acknowledged, nothing changes', async () => {
+    await start();
+    const response = await shop.notify({ orderId: 'x'.repeat(101), status: 'paid', amount: '1.00', currency: 'EUR' });
+    expect(response.status).toBe(200);
+    expect(eventNames('order:skipped')).toContainEqual({ orderId: 'x'.repeat(101), channel: 'server', reason: 'unknown-order' });
+    expect(shop.orders.paid.size).toBe(0);
+  });
+
+  test('a markPaid slower than lockTtlMs still runs once: the lock is kept alive while it runs', async () => {
+    await start({ lockTtlMs: 150, lockWaitMs: 5000 });
+    const order = shop.orders.add({ id: 'J-2' });
+    const markPaid = shop.orders.markPaid;
+    shop.orders.markPaid = async (orderId, payment) => {
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      await markPaid(orderId, payment);
+    };
+    const [first, second] = await Promise.all([shop.notify(paid(order)), shop.notify(paid(order))]);
+    expect([first.status, second.status]).toEqual([200, 200]);
+    expect(shop.orders.paid.get('J-2')).toBe(1);
   });
 
   test('the shop failing to record the payment: 503 so the gateway retries, and the retry completes it', async () => {

@@ -229,3 +229,28 @@ describe('delivery options', () => {
     expect(() => resolveConfig({ ...base, delivery: { attempts: 3 } })).toThrow(/delivery\.attempts: unknown option/);
   });
 });
+
+describe('start-up warnings', () => {
+  const orders = { getOrder: async () => null, markPaid: async () => {}, markPaymentUnconfirmed: async () => {} };
+
+  test.each([
+    ['production', true],
+    ['development', false],
+  ])('NODE_ENV=%s with the in-memory store: WRN_MST_MEMORY_STORE_IN_PRODUCTION logged: %s', async (env, expected) => {
+    const previous = process.env.NODE_ENV;
+    process.env.NODE_ENV = env;
+    const warnings: string[] = [];
+    try {
+      const tracking = matomoServerTracking({
+        matomo: { domain: 'analytics.myshop.it', siteId: 3 },
+        orders,
+        checkoutCookie: { secret: 'a-checkout-secret-for-tests' },
+        logger: { warn: (message) => warnings.push(message), error: () => {} },
+      });
+      await tracking.close();
+    } finally {
+      process.env.NODE_ENV = previous;
+    }
+    expect(warnings.some((message) => message.includes('WRN_MST_MEMORY_STORE_IN_PRODUCTION'))).toBe(expected);
+  });
+});
