@@ -2,9 +2,9 @@ import { createHmac } from 'node:crypto';
 import { fromMinorUnits } from '../amounts';
 import { ConfigError, type ConfigIssue } from '../errors';
 import type { PaymentOutcome } from '../orders';
+import { defaultAcknowledgement } from './acknowledgement';
 import { ISO_CURRENCY, isRecord, joinEventKey, nonEmptyString, sameBytes, stringList } from './common';
 import type { Acknowledgement, GatewayAdapter, GatewayRequest, ParsedPaymentEvent, ProcessingResult, VerificationResult } from './gateway';
-import { defaultAcknowledgement } from './router';
 
 export interface AdyenGatewayOptions {
   /**

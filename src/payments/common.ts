@@ -9,10 +9,31 @@ export function joinEventKey(...parts: Array<string | number>): string {
   return parts.map((part) => encodeURIComponent(String(part))).join(':');
 }
 
-/** The header's value, or `null` when it is missing or was sent more than once: a repeated signature header is never trusted. */
+/**
+ * The header's value when it is a single string, else `null` (missing, or an array).
+ * Node only hands us an array for the few headers it never joins (`set-cookie`) or when a
+ * test builds the headers itself; a signature or timestamp header sent twice usually arrives
+ * already joined into one string (`a, b`), and it is the caller's format check that refuses it.
+ */
 export function singleHeader(headers: IncomingHttpHeaders, name: string): string | null {
   const value = headers[name];
   return typeof value === 'string' ? value : null;
+}
+
+/**
+ * Whether a signed timestamp (unix seconds) is within `toleranceSec` of when we received the
+ * request (ms since epoch), in both directions: the skew in seconds, or why it is refused.
+ */
+export function withinTolerance(
+  timestampSec: number,
+  receivedAtMs: number,
+  toleranceSec: number,
+): { ok: true; skewSec: number } | { ok: false; reason: string } {
+  const skewSec = Math.abs(receivedAtMs / 1000 - timestampSec);
+  if (skewSec > toleranceSec) {
+    return { ok: false, reason: `timestamp is ${Math.round(skewSec)} s away from our clock (tolerance ${toleranceSec} s)` };
+  }
+  return { ok: true, skewSec };
 }
 
 /** Constant-time comparison that tolerates different lengths (which `timingSafeEqual` throws on). */

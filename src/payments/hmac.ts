@@ -1,7 +1,8 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { toScaledAmount } from '../amounts';
 import { ConfigError, type ConfigIssue } from '../errors';
 import type { PaymentOutcome } from '../orders';
+import { ISO_CURRENCY, joinEventKey, sameBytes, singleHeader, withinTolerance } from './common';
 import type { GatewayAdapter, GatewayRequest, ParsedPaymentEvent, VerificationResult } from './gateway';
 
 export interface HmacGatewayOptions {
@@ -73,10 +74,6 @@ function validateOptions(options: HmacGatewayOptions): { secrets: string[]; tole
   return { secrets: secrets as string[], toleranceSec, signatureHeader, timestampHeader };
 }
 
-function single(value: string | string[] | undefined): string | null {
-  return typeof value === 'string' ? value : null; // a repeated header is never trusted
-}
-
 /**
  * The generic gateway (DESIGN §6): JSON body, `x-timestamp` and
  * `x-signature: hex(HMAC-SHA256(secret, timestamp + "." + rawBody))`.
@@ -85,19 +82,17 @@ export function hmacGateway(options: HmacGatewayOptions): GatewayAdapter {
   const { secrets, toleranceSec, signatureHeader, timestampHeader } = validateOptions(options);
 
   function verifyAndParse(request: GatewayRequest): VerificationResult {
-    const timestamp = single(request.headers[timestampHeader]);
-    const signature = single(request.headers[signatureHeader]);
+    const timestamp = singleHeader(request.headers, timestampHeader);
+    const signature = singleHeader(request.headers, signatureHeader);
     if (!timestamp || !signature) {
       return { ok: false, kind: 'unauthentic', reason: `missing or repeated ${timestampHeader} / ${signatureHeader} header` };
     }
     if (!/^\d{1,12}$/.test(timestamp)) return { ok: false, kind: 'unauthentic', reason: `${timestampHeader} is not unix seconds` };
-    const skew = Math.abs(request.receivedAt / 1000 - Number(timestamp));
-    if (skew > toleranceSec) {
-      return { ok: false, kind: 'unauthentic', reason: `timestamp is ${Math.round(skew)} s away from our clock (tolerance ${toleranceSec} s)` };
-    }
+    const fresh = withinTolerance(Number(timestamp), request.receivedAt, toleranceSec);
+    if (!fresh.ok) return { ok: false, kind: 'unauthentic', reason: fresh.reason };
     if (!/^[0-9a-f]{64}$/i.test(signature)) return { ok: false, kind: 'unauthentic', reason: `${signatureHeader} is not a hex SHA-256 HMAC` };
     const given = Buffer.from(signature.toLowerCase(), 'hex');
-    const valid = secrets.some((secret) => timingSafeEqual(Buffer.from(computeHmacSignature(secret, timestamp, request.rawBody), 'hex'), given));
+    const valid = secrets.some((secret) => sameBytes(Buffer.from(computeHmacSignature(secret, timestamp, request.rawBody), 'hex'), given));
     if (!valid) return { ok: false, kind: 'unauthentic', reason: 'signature does not match the body' };
     return parse(request.rawBody);
   }
@@ -122,7 +117,7 @@ function parse(rawBody: Buffer): VerificationResult {
   if (amount !== undefined && ((typeof amount !== 'string' && typeof amount !== 'number') || toScaledAmount(amount) === null)) {
     return malformed('amount must be a decimal like "12.50"');
   }
-  if (currency !== undefined && (typeof currency !== 'string' || !/^[A-Za-z]{3}$/.test(currency))) {
+  if (currency !== undefined && (typeof currency !== 'string' || !ISO_CURRENCY.test(currency))) {
     return malformed('currency must be an ISO 4217 code like "EUR"');
   }
   if (transactionId !== undefined && (typeof transactionId !== 'string' || transactionId.length > 200)) {
@@ -130,7 +125,7 @@ function parse(rawBody: Buffer): VerificationResult {
   }
   const event: ParsedPaymentEvent = {
     // Each part encoded, so that no two notifications can run together into one key.
-    eventKey: [orderId, status, transactionId ?? ''].map(encodeURIComponent).join(':'),
+    eventKey: joinEventKey(orderId, status, transactionId ?? ''),
     orderId,
     outcome: status as PaymentOutcome,
     ...(amount !== undefined && { amount }),

@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import { fromMinorUnits } from '../amounts';
 import { ConfigError, type ConfigIssue } from '../errors';
 import type { PaymentOutcome } from '../orders';
+import { defaultAcknowledgement } from './acknowledgement';
 import { joinEventKey, sameBytes, stringList } from './common';
 import { decodeForm, decoderFor, parseFormBytes } from './form';
 import type { Acknowledgement, GatewayAdapter, GatewayRequest, ProcessingResult, VerificationResult } from './gateway';
-import { defaultAcknowledgement } from './router';
 
 export type NexiMacAlgorithm = 'sha1' | 'sha256';
 
@@ -18,6 +18,11 @@ export interface NexiXPayGatewayOptions {
    * The shop's order id from the notification's fields, for shops whose `codTrans` is not
    * the order id (XPay wants a new `codTrans` per payment attempt, e.g. `IT-1001-2`).
    * Default: `codTrans` itself.
+   *
+   * It gets only the fields the MAC covers (`codTrans`, `esito`, `importo`, `divisa`, `data`,
+   * `orario`, `codAut`, those present), decoded as UTF-8. Every other field of the form is
+   * unsigned, and XPay echoes the outcome to the buyer's browser too, so anyone could add or
+   * change one to pin a genuine payment on another order.
    */
   orderIdFrom?: (fields: Readonly<Record<string, string>>) => string | null | undefined;
 }
@@ -100,8 +105,11 @@ export function nexiXPayGateway(options: NexiXPayGatewayOptions): GatewayAdapter
     if (amount === null) return malformed(`importo '${importo}' is not an amount in minor units (cents)`);
     let orderId: string | null | undefined = codTrans;
     if (orderIdFrom) {
+      // Only what the MAC vouches for: an unsigned field could be forged to redirect the payment.
+      const signed: Record<string, string> = {};
+      for (const name of MAC_FIELDS) if (fields[name] !== undefined) signed[name] = fields[name];
       try {
-        orderId = orderIdFrom(fields);
+        orderId = orderIdFrom(signed);
       } catch (error) {
         return malformed(`orderIdFrom threw: ${error instanceof Error ? error.message : String(error)}`);
       }

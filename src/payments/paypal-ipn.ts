@@ -2,10 +2,10 @@ import { request as undiciRequest } from 'undici';
 import { toScaledAmount } from '../amounts';
 import { ConfigError, type ConfigIssue } from '../errors';
 import type { PaymentOutcome } from '../orders';
+import { defaultAcknowledgement } from './acknowledgement';
 import { ISO_CURRENCY, joinEventKey } from './common';
 import { charsetOf, decodeForm, decoderFor, parseFormBytes } from './form';
 import type { Acknowledgement, GatewayAdapter, GatewayRequest, ProcessingResult, VerificationResult } from './gateway';
-import { defaultAcknowledgement } from './router';
 
 export const PAYPAL_IPN_LIVE_VERIFY_URL = 'https://ipnpb.paypal.com/cgi-bin/webscr';
 export const PAYPAL_IPN_SANDBOX_VERIFY_URL = 'https://ipnpb.sandbox.paypal.com/cgi-bin/webscr';

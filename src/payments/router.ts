@@ -1,7 +1,8 @@
 import express, { type Request, type Response, Router } from 'express';
-import { type ErrorCode, MatomoTrackingError, StoreError } from '../errors';
+import { asTrackingError, type ErrorCode, MatomoTrackingError, StoreError } from '../errors';
 import type { Emit } from '../events';
 import type { PaymentEvent } from '../orders';
+import { defaultAcknowledgement, FAILURE_STATUS } from './acknowledgement';
 import type { Acknowledgement, GatewayAdapter, ProcessingResult, VerificationFailureKind } from './gateway';
 import type { SettleOutcome } from './settle';
 
@@ -13,8 +14,6 @@ export const BODY_ALREADY_PARSED_MESSAGE =
   'express.urlencoded()), so its signature cannot be verified. Mount app.use(matomoServerTracking(...)) before your body ' +
   'parsers, or exclude the callback path from them.';
 
-const STATUS: Record<VerificationFailureKind, number> = { unauthentic: 401, malformed: 400, transient: 503 };
-
 export interface CallbackRouterOptions {
   path: string;
   gateways: ReadonlyMap<string, GatewayAdapter>;
@@ -22,19 +21,6 @@ export interface CallbackRouterOptions {
   emit: Emit;
   isClosed(): boolean;
   settle(event: PaymentEvent): Promise<SettleOutcome>;
-}
-
-/** Our answer when the adapter does not shape one: JSON, with the status codes gateways retry on. */
-export function defaultAcknowledgement(result: ProcessingResult): Acknowledgement {
-  if (result.ok) {
-    return { status: 200, contentType: 'application/json', body: JSON.stringify({ received: true, duplicate: result.duplicate }) };
-  }
-  return {
-    status: STATUS[result.kind],
-    contentType: 'application/json',
-    body: JSON.stringify({ error: result.kind, message: result.reason }),
-    ...(result.kind === 'transient' && { headers: { 'retry-after': '5' } }),
-  };
 }
 
 /**
@@ -123,7 +109,7 @@ function acknowledgement(adapter: GatewayAdapter, result: ProcessingResult, emit
     ack = defaultAcknowledgement(result);
   }
   if (result.ok) return ack;
-  const forced = { ...ack, status: STATUS[result.kind] };
+  const forced = { ...ack, status: FAILURE_STATUS[result.kind] };
   if (result.kind === 'transient') forced.headers = { 'retry-after': '5', ...ack.headers };
   return forced;
 }
@@ -135,10 +121,7 @@ function safeReason(error: unknown, kind: VerificationFailureKind): string {
 }
 
 function report(emit: Emit, error: unknown, fallback: ErrorCode, orderId?: string): void {
-  const wrapped =
-    error instanceof MatomoTrackingError
-      ? error
-      : new MatomoTrackingError(fallback, error instanceof Error ? error.message : String(error), { cause: error });
+  const wrapped = asTrackingError(error, fallback);
   emit('error', { code: wrapped.code, error: wrapped, ...(orderId !== undefined && { orderId }) });
 }
 

@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto';
 import { fromMinorUnits } from '../amounts';
 import { ConfigError, type ConfigIssue } from '../errors';
 import type { PaymentOutcome } from '../orders';
-import { ISO_CURRENCY, isRecord, joinEventKey, nonEmptyString, sameBytes, singleHeader, stringList } from './common';
+import { ISO_CURRENCY, isRecord, joinEventKey, nonEmptyString, sameBytes, singleHeader, stringList, withinTolerance } from './common';
 import type { GatewayAdapter, GatewayRequest, ParsedPaymentEvent, VerificationResult } from './gateway';
 
 /** The Stripe object an event is about (`event.data.object`): a PaymentIntent or a Checkout Session. */
@@ -117,10 +117,8 @@ export function stripeGateway(options: StripeGatewayOptions): GatewayAdapter {
     const parsed = parseSignatureHeader(header);
     if (!parsed || !/^\d{1,12}$/.test(parsed.timestamp)) return unauthentic('Stripe-Signature has no timestamp (t=…)');
     if (parsed.signatures.length === 0) return unauthentic('Stripe-Signature has no v1 signature');
-    const skew = Math.abs(request.receivedAt / 1000 - Number(parsed.timestamp));
-    if (skew > toleranceSec) {
-      return unauthentic(`timestamp is ${Math.round(skew)} s away from our clock (tolerance ${toleranceSec} s)`);
-    }
+    const fresh = withinTolerance(Number(parsed.timestamp), request.receivedAt, toleranceSec);
+    if (!fresh.ok) return unauthentic(fresh.reason);
     const valid = secrets.some((secret) => {
       const expected = createHmac('sha256', secret).update(`${parsed.timestamp}.`).update(request.rawBody).digest();
       return parsed.signatures.some((given) => sameBytes(expected, given));

@@ -69,6 +69,17 @@ describe('hmacGateway: authentic notifications', () => {
     expect(first).not.toBe(second);
   });
 
+  test('the event key is orderId:status:transactionId, each part encoded', async () => {
+    const keyOf = async (payload: object) => {
+      const { body, headers } = signed(payload);
+      const result = await verify(request(body, headers));
+      if (!result.ok) throw new Error(result.reason);
+      return result.events[0]!.eventKey;
+    };
+    expect(await keyOf(PAYLOAD)).toBe('IT-1001:paid:tx-77');
+    expect(await keyOf({ orderId: 'A:paid', status: 'failed' })).toBe('A%3Apaid:failed:');
+  });
+
   test('the signature is HMAC-SHA256 over "timestamp.rawBody" in hex', () => {
     const { body, headers } = signed();
     expect(headers['x-timestamp']).toBe(String(T));

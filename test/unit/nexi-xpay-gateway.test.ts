@@ -97,6 +97,23 @@ describe('nexiXPayGateway: what a verified notification means', () => {
     expect(events(await verify(raw, { orderIdFrom }))[0]).toMatchObject({ orderId: 'IT-1001', transactionId: 'IT-1001-2' });
   });
 
+  test('orderIdFrom sees only the MAC-covered fields: a forged unsigned field cannot redirect the payment', async () => {
+    const fields = { ...first, codTrans: 'IT-1001-2' };
+    // A genuine notification, plus a field the MAC does not cover, added by whoever relays it.
+    const forged = body({ ...fields, mac: computeNexiMac(fields, KEY, 'sha1') }, 'sha1', { orderId: 'IT-9999', codTransOrig: 'IT-9999' });
+    const seen: string[][] = [];
+    const orderIdFrom = (f: Readonly<Record<string, string>>) => {
+      seen.push(Object.keys(f));
+      return f.orderId ?? f.codTransOrig ?? f.codTrans!.replace(/-\d+$/, '');
+    };
+    expect(events(await verify(forged, { orderIdFrom }))[0]).toMatchObject({ orderId: 'IT-1001', outcome: 'paid', transactionId: 'IT-1001-2' });
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.every((name) => ['codTrans', 'esito', 'importo', 'divisa', 'data', 'orario', 'codAut'].includes(name))).toBe(true);
+    expect(seen[0]).toEqual(expect.arrayContaining(['codTrans', 'esito', 'importo', 'divisa']));
+    // A shop that reads an unsigned field gets nothing from it: the notification is acknowledged and ignored.
+    expect(events(await verify(forged, { orderIdFrom: (f) => f.orderId }))).toEqual([]);
+  });
+
   test('rotation: with [new, old] keys both verify', async () => {
     expect((await verify(body(first), { macKey: ['new-key-0123456789', KEY] })).ok).toBe(true);
     expect(failure(await verify(body(first), { macKey: ['new-key-0123456789'] })).kind).toBe('unauthentic');
