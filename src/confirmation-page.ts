@@ -4,7 +4,7 @@ import { keys, type ClaimStore } from './claims';
 import type { ResolvedConfig } from './config';
 import { asTrackingError, InvalidOrderError } from './errors';
 import type { Emit } from './events';
-import { isValidOrderId } from './matomo/request';
+import { isValidOrderId, validateOrder } from './matomo/request';
 import { buildOrderSnippet } from './matomo/snippet';
 import type { Order } from './orders';
 import { matomoUserId, userIdFromRequest } from './user-id';
@@ -75,9 +75,9 @@ export function createConfirmationHook(deps: ConfirmationHookDependencies) {
    */
   async function pageUserId(req: Request, order: Order): Promise<string | undefined> {
     if (!config.useUserId) return undefined;
-    const consent = await decideConsent(req, config.consent);
-    const userId = consent ? await userIdFromRequest(req, config.userId) : undefined;
-    return matomoUserId(order, { consent, userId }, config.useUserId);
+    // only reached with consent: without it the page does not track at all
+    const userId = await userIdFromRequest(req, config.userId).catch(() => undefined);
+    return matomoUserId(order, { consent: true, userId }, config.useUserId);
   }
 
   function report(code: 'ERR_MST_ORDER_REPOSITORY' | 'ERR_MST_STORE' | 'ERR_MST_ORDER_INVALID', error: unknown, orderId: string): void {
@@ -103,10 +103,8 @@ export function createConfirmationHook(deps: ConfirmationHookDependencies) {
       return next();
     }
 
-    const nonce = typeof res.locals.cspNonce === 'string' ? res.locals.cspNonce : undefined;
-    let script: string;
     try {
-      script = buildOrderSnippet(order, { nonce });
+      validateOrder(order); // before claiming: an order Matomo cannot take is reported, never claimed
     } catch (error) {
       report('ERR_MST_ORDER_INVALID', error instanceof InvalidOrderError ? error : new InvalidOrderError(String(error)), orderId);
       emit('order:skipped', { orderId, channel: 'client', reason: 'invalid-order' });
@@ -147,13 +145,10 @@ export function createConfirmationHook(deps: ConfirmationHookDependencies) {
     }
 
     if (claimed) {
-      if (config.useUserId) {
-        // The order validated above, so this cannot throw; only the User ID is added.
-        const userId = await pageUserId(req, order).catch(() => undefined);
-        if (userId) script = buildOrderSnippet(order, { nonce, userId });
-      }
+      const nonce = typeof res.locals.cspNonce === 'string' ? res.locals.cspNonce : undefined;
+      // validated above, so this cannot throw
+      locals.script = buildOrderSnippet(order, { nonce, userId: await pageUserId(req, order) });
       locals.trackOrder = true;
-      locals.script = script;
       emit('order:tracked', { orderId, channel: 'client' });
     } else {
       emit('order:skipped', { orderId, channel: 'client', reason: 'already-tracked' });
