@@ -261,7 +261,7 @@ describe('delivery faults (Redis outbox, HTTP Matomo stand-in)', () => {
     const slowest = Math.max(...callbacks.map((result) => result.ms));
     expect(callbacks.every((result) => result.status === 200)).toBe(true);
     expect(lastDone).toBeLessThan(hangUntil); // every callback answered while Matomo was still hanging
-    expect(slowest).toBeLessThan(1000);
+    expect(slowest).toBeLessThan(2000); // not waiting for Matomo (which hangs 5 s), with room for a busy CI machine
     expect(standIn.orders().size).toBe(0);
 
     await waitUntil('Matomo hung at least 2 requests', () => standIn.faulted.length >= 2, 5000);
@@ -381,7 +381,7 @@ describe('delivery faults (Redis outbox, HTTP Matomo stand-in)', () => {
     const closeStarted = Date.now();
     await first.tracking.close({ timeoutMs: 1000 });
     const took = Date.now() - closeStarted;
-    expect(took).toBeLessThan(1000 + 500 + 300); // timeout, then at most the 0.5 s grace
+    expect(took).toBeLessThan(1000 + 500 + 1000); // timeout, then at most the 0.5 s grace (plus room for a busy CI machine)
     expect(standIn.orders().size).toBe(0);
 
     // Nothing lost, nothing counted as tried: the whole backlog waits in Redis, due at once.
