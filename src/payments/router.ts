@@ -3,7 +3,7 @@ import { asTrackingError, type ErrorCode, MatomoTrackingError, StoreError } from
 import type { Emit } from '../events';
 import type { PaymentEvent } from '../orders';
 import { defaultAcknowledgement, FAILURE_STATUS } from './acknowledgement';
-import type { Acknowledgement, GatewayAdapter, ProcessingResult, VerificationFailureKind } from './gateway';
+import type { Acknowledgement, GatewayAdapter, ProcessingResult } from './gateway';
 import type { SettleOutcome } from './settle';
 
 /** Large enough for any gateway's batch (Adyen sends up to 100 items), small enough to refuse floods. */
@@ -78,9 +78,10 @@ export function createCallbackRouter(options: CallbackRouterOptions): Router {
       try {
         outcome = await options.settle(event);
       } catch (error) {
+        // Verified, so whatever failed is ours (store, the shop's repository): the gateway retries.
+        // Gateways log our answers: say what kind of problem, never the shop's internals.
         report(options.emit, error, 'ERR_MST_ORDER_REPOSITORY', event.orderId);
-        const kind = error instanceof MatomoTrackingError && error.code === 'ERR_MST_ORDER_INVALID' ? 'malformed' : 'transient';
-        answer({ ok: false, kind, reason: error instanceof StoreError ? 'store unavailable' : safeReason(error, kind) });
+        answer({ ok: false, kind: 'transient', reason: error instanceof StoreError ? 'store unavailable' : 'temporary failure, retry later' });
         return;
       }
       if (outcome.status === 'retry') {
@@ -112,12 +113,6 @@ function acknowledgement(adapter: GatewayAdapter, result: ProcessingResult, emit
   const forced = { ...ack, status: FAILURE_STATUS[result.kind] };
   if (result.kind === 'transient') forced.headers = { 'retry-after': '5', ...ack.headers };
   return forced;
-}
-
-/** Gateways log our answers: tell them what kind of problem, never the shop's internals. */
-function safeReason(error: unknown, kind: VerificationFailureKind): string {
-  if (kind === 'malformed' && error instanceof Error) return error.message;
-  return 'temporary failure, retry later';
 }
 
 function report(emit: Emit, error: unknown, fallback: ErrorCode, orderId?: string): void {
